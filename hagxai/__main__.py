@@ -1,0 +1,5 @@
+import sys
+
+from hagxai.cli import main
+
+sys.exit(main())

@@ -1,0 +1,24 @@
+"""``hagxai evaluate``: not built yet; it says so plainly and exits with code 3."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hagxai.commands._common import add_config_arguments, config_from_args
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = subparsers.add_parser(
+        "evaluate", help="compare explanation methods on plausibility and faithfulness"
+    )
+    add_config_arguments(parser)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    config_from_args(args)
+    print(
+        "hagxai evaluate: the config is valid, but this command is not built yet", file=sys.stderr
+    )
+    return 3

@@ -1,0 +1,250 @@
+"""Typed, validated run configuration: YAML files in ``configs/`` plus ``key=value`` overrides.
+
+Every section refuses unknown keys. :func:`load_config` turns any validation problem into a
+:class:`~hagxai.errors.ConfigError` whose one-line message names the dotted key, where the value
+came from (the YAML file or the command line) and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hagxai.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ObserverConfig(_Section):
+    """The simulated observer that records "human" attention on the demo sets.
+
+    Each viewer makes ``fixations_min``..``fixations_max`` fixations. Each fixation is drawn from a
+    mixture (weights ``p_*``, per viewer jittered by a Dirichlet with ``viewer_concentration``):
+    an object (std ``object_spread`` × the object's size), the object's diagnostic part (std
+    ``part_spread`` × the part's size), a centre bias (std ``centre_spread`` × the image size) or an
+    exploratory fixation (uniform over the image, or on a distractor). Maps are fixation densities
+    blurred with a Gaussian of std ``map_sigma`` × the image's longer side, in pixels.
+    """
+
+    viewers: int = Field(12, ge=2)
+    fixations_min: int = Field(6, ge=1)
+    fixations_max: int = Field(12, ge=1)
+    p_object: float = Field(0.45, ge=0, le=1)
+    p_part: float = Field(0.25, ge=0, le=1)
+    p_centre: float = Field(0.12, ge=0, le=1)
+    p_explore: float = Field(0.18, ge=0, le=1)
+    viewer_concentration: float = Field(30.0, gt=0)
+    object_spread: float = Field(0.25, gt=0)
+    part_spread: float = Field(0.35, gt=0)
+    centre_spread: float = Field(0.2, gt=0)
+    map_sigma: float = Field(0.035, gt=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> ObserverConfig:
+        if self.fixations_max < self.fixations_min:
+            raise ValueError("fixations_max must be >= fixations_min")
+        total = self.p_object + self.p_part + self.p_centre + self.p_explore
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"p_object + p_part + p_centre + p_explore must be 1, got {total:g}")
+        return self
+
+
+class DemoDataConfig(_Section):
+    """Size of the seeded synthetic demo set (used when ``data.root`` is not set)."""
+
+    num_train: int = Field(600, ge=1)
+    num_val: int = Field(200, ge=1)
+    image_size: int = Field(96, ge=32)
+    num_classes: int = Field(4, ge=2, le=4)
+    distractors: int = Field(3, ge=0)
+
+
+class DataConfig(_Section):
+    """Where the dataset is. Without ``root``, the demo set for ``task`` is made in the cache."""
+
+    task: Literal["classification", "detection"] = "classification"
+    root: Path | None = None
+    demo: DemoDataConfig = DemoDataConfig()
+    observer: ObserverConfig = ObserverConfig()
+
+
+class DemoModelConfig(_Section):
+    """How the demo models are trained (deterministically, cached by config and seed)."""
+
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    width: int = Field(24, ge=4)
+
+
+class ModelConfig(_Section):
+    """The model to explain.
+
+    ``name`` is ``demo`` (the locally trained demo model for the data task), a torchvision or
+    timm model name, or an ultralytics model yaml/``.pt`` (``yolov8n.yaml``). ``weights`` is a local
+    weights file; ``pretrained`` loads the library's weights (needs network access).
+    """
+
+    name: str = "demo"
+    weights: Path | None = None
+    pretrained: bool = False
+    num_classes: int | None = Field(None, ge=1)
+    layers: list[str] | None = None
+    input_size: tuple[int, int] | None = None
+    demo: DemoModelConfig = DemoModelConfig()
+
+
+class TrainConfig(_Section):
+    """The combiner trainer's schedule (the reference protocol by default)."""
+
+    folds: int = Field(5, ge=2)
+    epochs: int = Field(120, ge=1)
+    batch_size: int = Field(40, ge=1)
+    lr: float = Field(5e-2, gt=0)
+    lr_final: float = Field(1e-2, gt=0)
+    lr_step_epochs: int = Field(20, ge=1)
+    early_stop: int = Field(10, ge=1)
+    select_metric: str = "val_loss"
+    faithfulness_every: int = Field(1, ge=0)
+    faithfulness_images: int = Field(16, ge=0)
+    amp: bool = True
+
+
+class WandbConfig(_Section):
+    """Weights & Biases logging: ``offline`` by default, ``online`` with an account."""
+
+    mode: Literal["offline", "online", "disabled"] = "offline"
+    project: str = "hagxai"
+    entity: str | None = None
+
+
+class RunConfig(_Section):
+    """A whole run: data, model, trainer, logging, and where things go."""
+
+    name: str = "demo"
+    seed: int = 0
+    device: str = "auto"
+    output_dir: Path = Path("runs")
+    cache_dir: Path | None = None
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    wandb: WandbConfig = WandbConfig()
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError("expected auto, cpu, mps, cuda or cuda:N")
+        return value
+
+    @property
+    def run_dir(self) -> Path:
+        """The run folder, ``output_dir/name``."""
+        return self.output_dir / self.name
+
+
+def resolve_device(spec: str) -> torch.device:
+    """``auto`` -> CUDA when present, else CPU; other values are taken as they are."""
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(spec)
+
+
+def cache_dir(cfg: RunConfig | None = None) -> Path:
+    """The cache folder: ``cache_dir`` in config, else ``$HAGXAI_CACHE``, else the user cache home."""
+    if cfg is not None and cfg.cache_dir is not None:
+        return cfg.cache_dir
+    if os.environ.get("HAGXAI_CACHE"):
+        return Path(os.environ["HAGXAI_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hagxai"
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.epochs=5"`` -> ``(["train", "epochs"], 5)``; the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key or not re.fullmatch(r"[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*", key):
+        raise ConfigError(f"override {text!r} on the command line: expected key=value, e.g. seed=1")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def _set_dotted(tree: dict[str, Any], path: list[str], value: Any, text: str) -> None:
+    node = tree
+    for i, part in enumerate(path[:-1]):
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            where = ".".join(path[: i + 1])
+            raise ConfigError(f"override {text!r} on the command line: {where} is not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _describe(error: dict[str, Any], key: str, source: str) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent = RunConfig
+        for part in key.split(".")[:-1]:
+            annotation = parent.model_fields[part].annotation
+            parent = annotation if isinstance(annotation, type) else parent
+        known = ", ".join(parent.model_fields)
+        return f"unknown key {key!r} in {source} (known keys here: {known})"
+    value = error.get("input")
+    shown = repr(value) if not isinstance(value, dict) else "a section"
+    message = error["msg"].removeprefix("Value error, ")
+    return f"key {key!r} = {shown} in {source}: {message}"
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML config (or the defaults), apply ``key=value`` overrides and validate.
+
+    Raises:
+        ConfigError: an unreadable file, an unknown key or a wrong type, named in one line.
+    """
+    tree: dict[str, Any] = {}
+    source = "the defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(
+                f"config file {path} is not valid YAML: {err}".splitlines()[0]
+            ) from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: expected a mapping of keys at the top")
+        tree = loaded or {}
+    from_cli: set[str] = set()
+    for text in overrides or []:
+        parts, value = parse_override(text)
+        _set_dotted(tree, parts, value, text)
+        from_cli.add(".".join(parts))
+    try:
+        return RunConfig.model_validate(tree)
+    except ValidationError as err:
+        first = err.errors()[0]
+        key = ".".join(str(p) for p in first["loc"])
+        overridden = any(key.startswith(k) or k.startswith(key) for k in from_cli)
+        origin = "the command line" if overridden else source
+        raise ConfigError(_describe(first, key, origin)) from None
+
+
+def save_config(cfg: RunConfig, path: Path) -> Path:
+    """Write the resolved config as YAML (the file re-loads to the same config)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+    return path
