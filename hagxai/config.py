@@ -160,7 +160,7 @@ def resolve_device(spec: str) -> torch.device:
 
 
 def cache_dir(cfg: RunConfig | None = None) -> Path:
-    """The cache folder: ``cache_dir`` in config, else ``$HAGXAI_CACHE``, else the user cache home."""
+    """The cache: ``cache_dir`` in config, else ``$HAGXAI_CACHE``, else the user cache home."""
     if cfg is not None and cfg.cache_dir is not None:
         return cfg.cache_dir
     if os.environ.get("HAGXAI_CACHE"):
