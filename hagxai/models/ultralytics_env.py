@@ -1,0 +1,47 @@
+"""Import ultralytics without network attempts and without touching the user's global settings.
+
+ultralytics reads ``YOLO_OFFLINE`` and ``YOLO_CONFIG_DIR`` once, at import time, so every module of
+hagxai imports it through :func:`import_ultralytics`. Its plotting wants ``Arial.ttf`` and downloads
+it when missing; a local TTF (matplotlib's DejaVuSans) is copied under that name instead.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from hagxai.config import cache_dir
+
+_FONTS = ("Arial.ttf", "Arial.Unicode.ttf")
+
+
+def configure_ultralytics(config_dir: Path | None = None) -> Path:
+    """Set the environment ultralytics reads at import; return its settings folder.
+
+    A ``YOLO_CONFIG_DIR`` the user already set is kept; otherwise hagxai's cache holds it.
+    """
+    os.environ.setdefault("YOLO_OFFLINE", "1")
+    os.environ.setdefault("YOLO_VERBOSE", "False")
+    if "YOLO_CONFIG_DIR" not in os.environ:
+        os.environ["YOLO_CONFIG_DIR"] = str(config_dir or cache_dir() / "ultralytics")
+    settings = Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics"
+    settings.mkdir(parents=True, exist_ok=True)
+    from matplotlib import font_manager
+
+    local_font = Path(font_manager.findfont("DejaVu Sans"))
+    for name in _FONTS:
+        if not (settings / name).exists():
+            shutil.copyfile(local_font, settings / name)
+    return settings
+
+
+def import_ultralytics() -> ModuleType:
+    """``import ultralytics``, configured for offline use first (see module docstring)."""
+    if "ultralytics" not in sys.modules:
+        configure_ultralytics()
+    import ultralytics
+
+    return ultralytics
