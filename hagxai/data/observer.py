@@ -1,0 +1,162 @@
+"""A simulated observer: a documented generative model of where people look in a demo scene.
+
+It knows the scene (objects, their diagnostic parts, distractors), never the model, so its maps
+are no copy of any explanation method. For each of ``viewers`` simulated viewers:
+
+1. the viewer's mixture weights ``w ~ Dirichlet(viewer_concentration · p)`` with
+   ``p = (p_object, p_part, p_centre, p_explore)``, a personal spread factor
+   ``f ~ LogNormal(0, 0.25)`` and a fixation count ``n ~ U{fixations_min..fixations_max}``;
+2. each fixation picks a component from ``w``:
+
+   - *object*: an object chosen with probability ∝ sqrt(area), position
+     ``~ N(centre, (object_spread · f · (w, h))²)`` — spread proportional to object size;
+   - *part*: an object's diagnostic part, ``~ N(part centre, (part_spread · f · part size)²)``;
+   - *centre*: the centre bias, ``~ N(image centre, (centre_spread · (W, H))²)``;
+   - *explore*: half uniform over the image, half on a random distractor (its centre, spread as an
+     object's), so clutter draws some looks as it does for people;
+
+3. positions are clipped to the image; durations are ``80 ms + Gamma(2, 110 ms)``.
+
+The attention map is the fixation density of all viewers blurred by a Gaussian of std
+``map_sigma × max(H, W)`` pixels (zero outside the image), max-normalised to [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from hagxai.config import ObserverConfig
+from hagxai.data.synthetic import Scene
+
+
+@dataclass
+class Fixations:
+    """Fixations of all viewers on one image: ``xy`` (N×2 pixels), ``viewer`` (N), ``duration`` (N, ms)."""
+
+    xy: np.ndarray
+    viewer: np.ndarray
+    duration: np.ndarray
+
+
+def _centre_size(box) -> tuple[np.ndarray, np.ndarray]:
+    x1, y1, x2, y2 = box
+    return np.array([(x1 + x2) / 2, (y1 + y2) / 2]), np.array([x2 - x1, y2 - y1])
+
+
+def simulate(scene: Scene, cfg: ObserverConfig, rng: np.random.Generator) -> Fixations:
+    """Draw every viewer's fixations on ``scene`` (see the module docstring for the model)."""
+    h, w = scene.image.shape[:2]
+    objects = scene.objects
+    weights_obj = np.array([np.sqrt(np.prod(_centre_size(o.box)[1])) for o in objects])
+    p = np.array([cfg.p_object, cfg.p_part, cfg.p_centre, cfg.p_explore])
+    if not objects:
+        p = np.array([0.0, 0.0, cfg.p_centre, cfg.p_explore + cfg.p_object + cfg.p_part])
+    xy, viewer, duration = [], [], []
+    for v in range(cfg.viewers):
+        mix = rng.dirichlet(np.maximum(cfg.viewer_concentration * p, 1e-3))
+        spread = rng.lognormal(0.0, 0.25)
+        count = int(rng.integers(cfg.fixations_min, cfg.fixations_max + 1))
+        for kind in rng.choice(4, size=count, p=mix):
+            if kind in (0, 1):
+                obj = objects[rng.choice(len(objects), p=weights_obj / weights_obj.sum())]
+                box, scale = (
+                    (obj.box, cfg.object_spread) if kind == 0 else (obj.part_box, cfg.part_spread)
+                )
+                centre, size = _centre_size(box)
+                point = rng.normal(centre, scale * spread * size)
+            elif kind == 2:
+                point = rng.normal([w / 2, h / 2], cfg.centre_spread * np.array([w, h]))
+            elif scene.distractors and rng.random() < 0.5:
+                box = scene.distractors[rng.integers(len(scene.distractors))]
+                centre, size = _centre_size(box)
+                point = rng.normal(centre, cfg.object_spread * spread * size)
+            else:
+                point = rng.uniform([0, 0], [w, h])
+            xy.append(np.clip(point, 0, [w - 1, h - 1]))
+            viewer.append(v)
+            duration.append(80.0 + rng.gamma(2.0, 110.0))
+    return Fixations(
+        xy=np.asarray(xy, dtype=np.float32).reshape(-1, 2),
+        viewer=np.asarray(viewer, dtype=np.int32),
+        duration=np.asarray(duration, dtype=np.float32),
+    )
+
+
+def sigma_pixels(cfg: ObserverConfig, height: int, width: int) -> float:
+    """The map's Gaussian std in pixels: ``map_sigma × max(H, W)``."""
+    return cfg.map_sigma * max(height, width)
+
+
+def fixation_map(xy: np.ndarray, height: int, width: int, sigma: float) -> np.ndarray:
+    """Blurred fixation density, ``H×W`` float32 max-normalised to [0, 1] (zeros if no fixation)."""
+    counts = np.zeros((height, width), dtype=np.float64)
+    if len(xy):
+        cols = np.clip(np.round(xy[:, 0]).astype(int), 0, width - 1)
+        rows = np.clip(np.round(xy[:, 1]).astype(int), 0, height - 1)
+        np.add.at(counts, (rows, cols), 1.0)
+    blurred = gaussian_filter(counts, sigma=sigma, mode="constant", truncate=4.0)
+    peak = blurred.max()
+    return (blurred / peak if peak > 0 else blurred).astype(np.float32)
+
+
+def _cc(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+def _nss(saliency: np.ndarray, xy: np.ndarray) -> float:
+    z = (saliency - saliency.mean()) / saliency.std()
+    return float(z[np.round(xy[:, 1]).astype(int), np.round(xy[:, 0]).astype(int)].mean())
+
+
+def consistency(
+    fixations: list[Fixations], height: int, width: int, sigma: float
+) -> dict[str, float]:
+    """Inter-observer consistency: the ceiling an explanation method is later measured against.
+
+    ``loo_cc``/``loo_nss``: each viewer's map (fixations) against the map of all *other* viewers on
+    the same image, averaged over viewers and images. ``shuffled_cc``/``shuffled_nss``: the same
+    against another image's full map (the next image), the floor a scene-blind map reaches.
+    """
+    loo_cc, loo_nss, sh_cc, sh_nss = [], [], [], []
+    full = [fixation_map(f.xy, height, width, sigma) for f in fixations]
+    for i, fix in enumerate(fixations):
+        for v in np.unique(fix.viewer):
+            own, rest = fix.xy[fix.viewer == v], fix.xy[fix.viewer != v]
+            others = fixation_map(rest, height, width, sigma)
+            own_map = fixation_map(own, height, width, sigma)
+            loo_cc.append(_cc(others, own_map))
+            loo_nss.append(_nss(others, own))
+        if len(fixations) > 1:
+            other = full[(i + 1) % len(fixations)]
+            sh_cc.append(_cc(other, full[i]))
+            sh_nss.append(_nss(other, fix.xy))
+    return {
+        "loo_cc": float(np.mean(loo_cc)),
+        "loo_nss": float(np.mean(loo_nss)),
+        "shuffled_cc": float(np.mean(sh_cc)) if sh_cc else float("nan"),
+        "shuffled_nss": float(np.mean(sh_nss)) if sh_nss else float("nan"),
+    }
+
+
+def fixation_shares(scene: Scene, fix: Fixations) -> dict[str, int]:
+    """Counts of fixations inside any object box, any part box, and in total."""
+
+    def inside(boxes) -> np.ndarray:
+        hit = np.zeros(len(fix.xy), dtype=bool)
+        for x1, y1, x2, y2 in boxes:
+            hit |= (
+                (fix.xy[:, 0] >= x1)
+                & (fix.xy[:, 0] <= x2)
+                & (fix.xy[:, 1] >= y1)
+                & (fix.xy[:, 1] <= y2)
+            )
+        return hit
+
+    return {
+        "on_object": int(inside([o.box for o in scene.objects]).sum()),
+        "on_part": int(inside([o.part_box for o in scene.objects]).sum()),
+        "total": len(fix.xy),
+    }
