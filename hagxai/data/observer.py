@@ -34,7 +34,7 @@ from hagxai.data.synthetic import Scene
 
 @dataclass
 class Fixations:
-    """Fixations of all viewers on one image: ``xy`` (N×2 pixels), ``viewer`` (N), ``duration`` (N, ms)."""
+    """Fixations of all viewers on one image: ``xy`` N×2 px, ``viewer`` N, ``duration`` N ms."""
 
     xy: np.ndarray
     viewer: np.ndarray

@@ -22,7 +22,7 @@ _MARK_COLOUR = (250, 250, 250)
 
 @dataclass
 class SceneObject:
-    """One explained object: its box, the box of its diagnostic part and its class (pixels, xyxy)."""
+    """One explained object: its box, its diagnostic part's box (pixels, xyxy) and its class."""
 
     box: tuple[float, float, float, float]
     part_box: tuple[float, float, float, float]
@@ -86,7 +86,7 @@ def _place(
     taken: list[tuple[float, ...]],
     tries: int = 50,
 ) -> tuple[float, float, float, float] | None:
-    """A square-ish box of about ``side`` pixels overlapping no box in ``taken`` by more than 10%."""
+    """A box of about ``side`` pixels overlapping no box in ``taken`` by more than 10%."""
     for _ in range(tries):
         w = side * rng.uniform(0.85, 1.15)
         h = side * rng.uniform(0.85, 1.15)
