@@ -16,10 +16,11 @@ map, a sanity map such as the centre bias — once it is at the image's size.
 All ``B·(K+1)`` perturbed images are built on the images' device from one rank map per image
 (``rank < n_k``) and go through the scorer in chunks of ``batch_size``.
 
-Bad input, by rule: NaN or inf in ``images`` or ``maps``, a map whose size is not the image's, a
-``max_fraction`` outside (0, 1], or a scorer answer of the wrong shape: ``ValueError``. A constant
-map has no order: its pixels go in raster order, with a :class:`~hagxai.metrics.MetricWarning`.
-A scorer that returns NaN or inf yields NaN AUCs, with a warning counting the images.
+Bad input, by rule: NaN or inf in ``images`` or ``maps``, images that are not floating, a map
+whose size is not the image's, a ``max_fraction`` outside (0, 1], or a scorer answer of the wrong
+shape: ``ValueError``. A constant map has no order: its pixels go in raster order, with a
+:class:`~hagxai.metrics.MetricWarning`. A scorer that returns NaN or inf yields NaN AUCs, with a
+warning counting the images.
 """
 
 from __future__ import annotations
@@ -88,8 +89,10 @@ def box_area_fraction(boxes: Sequence[Tensor], size: tuple[int, int]) -> Tensor:
 
 
 def _check_inputs(images: Tensor, maps: Tensor) -> tuple[Tensor, Tensor]:
-    if images.dim() != 4:
-        raise ValueError(f"images must be B×C×H×W, got shape {tuple(images.shape)}")
+    if images.dim() != 4 or not images.is_floating_point():
+        raise ValueError(
+            f"images must be a floating B×C×H×W tensor, got {images.dtype} {tuple(images.shape)}"
+        )
     if maps.dim() != 3 or maps.shape[0] != images.shape[0] or maps.shape[1:] != images.shape[2:]:
         raise ValueError(
             f"maps must be B×H×W matching images {tuple(images.shape)}, got {tuple(maps.shape)}"

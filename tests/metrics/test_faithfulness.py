@@ -143,6 +143,8 @@ def test_bad_input() -> None:
         deletion(IMAGE, maps, top_row_mean)
     with pytest.raises(ValueError, match=r"\(1, 3, 4, 4\).*\(1, 4, 5\)"):
         deletion(IMAGE, torch.rand(1, 4, 5), top_row_mean)
+    with pytest.raises(ValueError, match="floating"):
+        deletion(IMAGE.to(torch.uint8), RASTER, top_row_mean)
     with pytest.raises(ValueError, match="max_fraction"):
         insertion(IMAGE, RASTER, top_row_mean, max_fraction=torch.tensor([1.5]))
     with pytest.raises(ValueError, match="baseline"):
