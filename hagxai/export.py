@@ -1,0 +1,320 @@
+"""Save and load combiners: a folder with ``combiner.safetensors`` and a ``combiner.json`` card.
+
+The tensors file holds only the combiner's parameters (safetensors: no pickle, nothing runs on
+load). The card (JSON) says what they mean and what they belong to: format version, parameter
+semantics, the model's name and weights digest, hooked layers, grid, input size, training-data
+fingerprint, metrics, library versions, the constructor options that rebuild the combiner and the
+tensors file's SHA-256. :func:`load_combiner` refuses a card made for another model or layer set.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+import os
+import platform
+import tempfile
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import safetensors
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from hagxai.combiner import PARAMETER_MEANING, REFERENCE_TO_PARAMETER, HAGCombiner
+from hagxai.errors import UserError
+
+FORMAT = "hagxai-combiner"
+FORMAT_VERSION = 1
+TENSORS_FILE = "combiner.safetensors"
+CARD_FILE = "combiner.json"
+
+
+class CombinerError(UserError):
+    """A combiner folder that is missing, unreadable or malformed; the message names the file."""
+
+
+class CombinerMismatchError(CombinerError):
+    """A combiner card made for another model (weights digest) or another layer set."""
+
+
+def model_digest(model: nn.Module) -> str:
+    """A fingerprint of a model's weights: ``"sha256:<hex>"``.
+
+    SHA-256 over every ``state_dict()`` entry (parameters and buffers) in sorted key order; for
+    each entry it hashes the key (UTF-8), the dtype name and the shape, each followed by a NUL
+    byte, then the tensor's raw bytes in row-major order as stored in memory (little-endian on
+    every platform torch supports). Device and ``requires_grad`` do not enter it; a weight that
+    changes in any bit, dtype or shape changes the digest.
+
+    Args:
+        model: any module.
+
+    Returns:
+        ``"sha256:"`` followed by 64 hex digits.
+    """
+    digest = hashlib.sha256()
+    state = model.state_dict()
+    for key in sorted(state):
+        tensor = state[key].detach().to("cpu").contiguous()
+        header = f"{key}\0{str(tensor.dtype).removeprefix('torch.')}\0{list(tensor.shape)}\0"
+        digest.update(header.encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _versions() -> dict[str, str]:
+    def version(name: str) -> str | None:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return None
+
+    return {
+        "hagxai": version("hagxai"),
+        "torch": torch.__version__,
+        "safetensors": safetensors.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _pair(value: Sequence[int] | None, name: str) -> list[int] | None:
+    if value is None:
+        return None
+    pair = [int(v) for v in value]
+    if len(pair) != 2 or any(v < 1 for v in pair):
+        raise ValueError(f"{name} must be two positive integers (H, W), got {value!r}")
+    return pair
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomic(path: Path, write: Any) -> None:
+    """Write through a temporary file in the same folder, so a reader never sees half a file."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+
+
+def save_combiner(
+    combiner: HAGCombiner,
+    out_dir: str | Path,
+    *,
+    model_name: str | None = None,
+    model_digest: str | None = None,
+    input_size: Sequence[int] | None = None,
+    grid: Sequence[int] | None = None,
+    data_fingerprint: str | None = None,
+    metrics: Mapping[str, float] | None = None,
+    provenance: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``combiner.safetensors`` and ``combiner.json`` into ``out_dir`` (created if needed).
+
+    Args:
+        combiner: the combiner to save (its layers and options go into the card).
+        out_dir: the folder.
+        model_name: the explained model's name (e.g. ``"yolov8n.yaml"``).
+        model_digest: :func:`model_digest` of the explained model; ``None`` leaves the card
+            unbound (it then loads for any model).
+        input_size: ``(H, W)`` of the model input the evidence was computed on.
+        grid: ``(h, w)`` of the common grid the combiner was trained on.
+        data_fingerprint: a fingerprint of the training data.
+        metrics: name -> finite number (e.g. validation CC).
+        provenance: one line on where the values came from.
+        overwrite: replace an existing combiner in ``out_dir``.
+
+    Returns:
+        ``out_dir`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        CombinerError: ``out_dir`` already holds a combiner and ``overwrite`` is false.
+        ValueError: a metric that is not a finite number, or a bad size.
+    """
+    out = Path(out_dir)
+    if not overwrite and (out / CARD_FILE).exists():
+        raise CombinerError(f"{out / CARD_FILE} exists; pass overwrite (--force) to replace it")
+    clean_metrics = {}
+    for key, value in (metrics or {}).items():
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"metric {key!r} = {value!r} is not a finite number")
+        clean_metrics[str(key)] = float(value)
+    tensors = {name: p.detach().to("cpu").contiguous() for name, p in combiner.state_dict().items()}
+    card = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "provenance": provenance,
+        "model": {"name": model_name, "digest": model_digest},
+        "layers": combiner.layers,
+        "grid": _pair(grid, "grid"),
+        "input_size": _pair(input_size, "input_size"),
+        "data_fingerprint": data_fingerprint,
+        "metrics": clean_metrics,
+        "options": combiner.options(),
+        "parameters": {
+            name: {
+                "shape": list(tensor.shape),
+                "meaning": PARAMETER_MEANING[name],
+                "reference_name": next(
+                    (k for k, v in REFERENCE_TO_PARAMETER.items() if v == name), None
+                ),
+            }
+            for name, tensor in tensors.items()
+        },
+        "reference_values": None if combiner.channels is not None else combiner.reference_values(),
+        "versions": _versions(),
+        "tensors": {"file": TENSORS_FILE, "sha256": None},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    header = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
+    _write_atomic(out / TENSORS_FILE, lambda path: save_file(tensors, path, metadata=header))
+    card["tensors"]["sha256"] = _sha256_file(out / TENSORS_FILE)
+    text = json.dumps(card, indent=2, allow_nan=False) + "\n"
+    _write_atomic(out / CARD_FILE, lambda path: Path(path).write_text(text))
+    return out
+
+
+def read_card(directory: str | Path) -> dict[str, Any]:
+    """The card of a combiner folder, checked for format and version.
+
+    Raises:
+        CombinerError: a missing or unreadable card, or one of another format or a newer version.
+    """
+    path = Path(directory) / CARD_FILE
+    try:
+        card = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CombinerError(f"{path} does not exist (not a combiner folder?)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CombinerError(f"{path} is not a readable JSON card: {err}") from None
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        raise CombinerError(f"{path} is not a {FORMAT} card")
+    version = card.get("format_version")
+    if not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise CombinerError(
+            f"{path}: format version {version!r}; this hagxai reads versions 1..{FORMAT_VERSION}"
+        )
+    for key in ("model", "layers", "options", "tensors"):
+        if key not in card:
+            raise CombinerError(f"{path}: the card lacks {key!r}")
+    return card
+
+
+def load_combiner(
+    directory: str | Path,
+    *,
+    model_digest: str | None = None,
+    layers: Sequence[str] | None = None,
+    device: torch.device | str = "cpu",
+) -> HAGCombiner:
+    """Rebuild a saved combiner.
+
+    Args:
+        directory: a folder written by :func:`save_combiner` or :func:`import_reference`.
+        model_digest: the :func:`model_digest` of the model to explain; refused if the card
+            records another one. A card without a digest (an unbound import) loads for any model.
+        layers: the layers the model to explain hooks; refused if the card records another set.
+            A card without layers (a layer-agnostic combiner) loads for any set.
+        device: where the parameters go.
+
+    Returns:
+        The combiner, in eval mode.
+
+    Raises:
+        CombinerMismatchError: the card was made for another model digest or layer set.
+        CombinerError: a missing, corrupt or inconsistent file.
+    """
+    folder = Path(directory)
+    card = read_card(folder)
+    card_path = folder / CARD_FILE
+    trained_digest = (card.get("model") or {}).get("digest")
+    if model_digest is not None and trained_digest is not None and model_digest != trained_digest:
+        raise CombinerMismatchError(
+            f"{card_path}: card was trained for model digest {trained_digest}, "
+            f"the given model has {model_digest}"
+        )
+    trained_layers = card.get("layers")
+    if layers is not None and trained_layers is not None and set(layers) != set(trained_layers):
+        raise CombinerMismatchError(
+            f"{card_path}: card was trained for layers {trained_layers}, "
+            f"the given model hooks {list(layers)}"
+        )
+    tensors_path = folder / str(card["tensors"].get("file", TENSORS_FILE))
+    if not tensors_path.is_file():
+        raise CombinerError(f"{tensors_path} does not exist")
+    expected = card["tensors"].get("sha256")
+    if expected is not None and _sha256_file(tensors_path) != expected:
+        raise CombinerError(f"{tensors_path} does not match the SHA-256 recorded in {card_path}")
+    try:
+        tensors = load_file(tensors_path)
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise CombinerError(f"{tensors_path} is not a readable safetensors file: {err}") from None
+    try:
+        combiner = HAGCombiner(**card["options"])
+    except (TypeError, ValueError) as err:
+        raise CombinerError(f"{card_path}: options cannot rebuild a combiner: {err}") from None
+    try:
+        combiner.load_state_dict(tensors, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()
+        raise CombinerError(
+            f"{tensors_path} does not fit the combiner its card describes: {' '.join(first)}"
+        ) from None
+    return combiner.to(device).eval()
+
+
+def import_reference(values_json: str | Path, out_dir: str | Path, **card_fields: Any) -> Path:
+    """Write a combiner folder from a trained reference layer's values.
+
+    Args:
+        values_json: a JSON object of the nine reference property names
+            (:data:`hagxai.combiner.REFERENCE_KEYS`) -> numbers.
+        out_dir: the folder to write.
+        **card_fields: ``layers`` (builds a combiner bound to those layers) and any keyword of
+            :func:`save_combiner` (``model_name``, ``model_digest``, ``input_size``, ``grid``,
+            ``data_fingerprint``, ``metrics``, ``overwrite``).
+
+    Returns:
+        ``out_dir`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        CombinerError: an unreadable file, a missing or unknown key, or a value that is not a
+            finite number, named with the file.
+    """
+    path = Path(values_json)
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CombinerError(f"{path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CombinerError(f"{path} is not readable JSON: {err}") from None
+    if not isinstance(values, dict):
+        raise CombinerError(f"{path}: expected a JSON object of reference values")
+    layers = card_fields.pop("layers", None)
+    try:
+        combiner = HAGCombiner.from_reference(values, layers)
+    except ValueError as err:
+        raise CombinerError(f"{path}: {err}") from None
+    card_fields.setdefault("provenance", f"imported from reference values {path.name}")
+    return save_combiner(combiner, out_dir, **card_fields)
