@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from hagxai.errors import UserError
 
 # Each name is a module in hagxai/commands with ``add_parser(subparsers)`` and ``run(args) -> int``.
-COMMANDS = ["train", "evaluate"]
+COMMANDS = ["demo", "train", "evaluate", "data"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -62,7 +62,7 @@ class DemoDataConfig(_Section):
 
     num_train: int = Field(600, ge=1)
     num_val: int = Field(200, ge=1)
-    image_size: int = Field(96, ge=32)
+    image_size: int = Field(112, ge=32)
     num_classes: int = Field(4, ge=2, le=4)
     distractors: int = Field(3, ge=0)
 
