@@ -1,0 +1,69 @@
+"""Target choice for detectors and the letterbox geometry, on hand-made tensors."""
+
+from __future__ import annotations
+
+import torch
+
+from hagxai.models.base import TargetSpec, letterbox, resize_frame
+from hagxai.models.targets import detector_targets, drise_similarity, match_one_to_one
+
+
+def test_letterbox_round_trip():
+    image = torch.rand(3, 100, 200)
+    padded, frame = letterbox(image, (160, 160))
+    assert padded.shape == (3, 160, 160)
+    assert frame.scale == (0.8, 0.8) and frame.pad == (40.0, 0.0)
+    boxes = torch.tensor([[10.0, 20.0, 150.0, 90.0]])
+    there = frame.boxes_to_input(boxes)
+    torch.testing.assert_close(there, torch.tensor([[8.0, 56.0, 120.0, 112.0]]))
+    torch.testing.assert_close(frame.boxes_to_original(there), boxes)
+    saliency = torch.zeros(160, 160)
+    saliency[40:120] = 1.0
+    back = frame.map_to_original(saliency)
+    assert back.shape == (100, 200) and torch.all(back == 1.0)
+
+
+def test_resize_frame_maps_back():
+    frame = resize_frame((50, 100), (64, 64))
+    assert frame.map_to_original(torch.ones(8, 8)).shape == (50, 100)
+
+
+def test_match_is_one_to_one_and_class_aware():
+    det = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], dtype=torch.float)
+    labels = torch.tensor([0, 0, 1])
+    scores = torch.tensor([0.9, 0.8, 0.7])
+    gt = torch.tensor([[0, 0, 10, 10], [50, 50, 60, 60], [51, 51, 61, 61]], dtype=torch.float)
+    gt_labels = torch.tensor([0, 0, 1])
+    det_index, gt_index = match_one_to_one(det, labels, scores, gt, gt_labels, 0.5)
+    # gt 1 has class 0 but the only detection there is class 1: unmatched.
+    assert gt_index.tolist() == [0, 2] and det_index.tolist() == [0, 2]
+
+
+def test_unmatched_ground_truth_is_reported():
+    detections = [
+        {
+            "boxes": torch.tensor([[0.0, 0.0, 10.0, 10.0], [20.0, 20.0, 30.0, 30.0]]),
+            "scores": torch.tensor([0.9, 0.2]),
+            "labels": torch.tensor([1, 1]),
+            "anchors": torch.tensor([7, 3]),
+        }
+    ]
+    _, frame = letterbox(torch.rand(3, 32, 32), (32, 32))
+    spec = TargetSpec(
+        boxes=[torch.tensor([[0.0, 0.0, 10.0, 10.0], [100.0, 100.0, 110.0, 110.0]])],
+        labels=[torch.tensor([1, 1])],
+        conf_threshold=0.1,
+    )
+    targets = detector_targets(detections, [frame], spec)
+    assert targets.anchors.tolist() == [7] and targets.gt_index.tolist() == [0]
+    assert targets.unmatched_gt[0].tolist() == [1]
+    free = detector_targets(detections, [frame], TargetSpec(conf_threshold=0.1))
+    assert free.anchors.tolist() == [7, 3] and free.gt_index.tolist() == [-1, -1]
+
+
+def test_drise_similarity_takes_best_detection():
+    target = torch.tensor([[0.0, 0.0, 10.0, 10.0]])
+    boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [0.0, 0.0, 10.0, 20.0]])
+    probs = torch.tensor([[0.1, 0.2], [0.0, 0.9]])
+    sim = drise_similarity(target, torch.tensor([1]), boxes, probs)
+    torch.testing.assert_close(sim, torch.tensor([0.45]))
