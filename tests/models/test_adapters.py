@@ -1,0 +1,62 @@
+"""Adapters: registry errors, transformers, torchvision detectors, perturbation maps."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hagxai.config import ModelConfig
+from hagxai.errors import UserError
+from hagxai.evidence_extraction import extract_evidence
+from hagxai.explainers.perturbation import perturbation_maps
+from hagxai.models import TargetSpec, build_adapter, register_adapter
+
+
+def test_unknown_model_lists_close_names():
+    with pytest.raises(UserError, match=r"close names: .*resnet18"):
+        build_adapter("resnet181")
+
+
+def test_unknown_layer_lists_close_names():
+    with pytest.raises(UserError, match="close names: layer4"):
+        build_adapter(ModelConfig(name="resnet18", layers=["layer44"]))
+
+
+def test_missing_weights_file_is_named(tmp_path):
+    with pytest.raises(UserError, match=r"nothing\.pt does not exist"):
+        build_adapter(ModelConfig(name="resnet18", weights=tmp_path / "nothing.pt"))
+    with pytest.raises(UserError, match="does not exist"):
+        build_adapter(str(tmp_path / "yolo.pt"))
+
+
+def test_local_weights_file_is_loaded(tmp_path):
+    source = build_adapter(ModelConfig(name="resnet18", num_classes=3))
+    torch.save({"state_dict": source.model.state_dict()}, tmp_path / "w.pt")
+    loaded = build_adapter(ModelConfig(name="resnet18", num_classes=3, weights=tmp_path / "w.pt"))
+    torch.testing.assert_close(loaded.model.fc.weight, source.model.fc.weight)
+
+
+def test_registered_builder_is_used():
+    built = build_adapter(ModelConfig(name="resnet18", num_classes=2))
+    register_adapter("my-model", lambda cfg, device: built)
+    assert build_adapter("my-model") is built
+
+
+def test_image_without_target_gives_zero_map_and_counted_warning():
+    adapter = build_adapter(ModelConfig(name="yolov8n.yaml", input_size=(96, 96)))
+    with pytest.warns(UserWarning, match="2 of 2 images have no target"):
+        extraction = extract_evidence(adapter, torch.rand(2, 3, 96, 96), TargetSpec())
+    from hagxai import explainers
+
+    maps = explainers.get("gradcam")(extraction.evidence, (96, 96))
+    assert torch.equal(maps, torch.zeros(2, 96, 96))
+
+
+def test_rise_on_a_classifier():
+    adapter = build_adapter(ModelConfig(name="resnet18", num_classes=3, input_size=(32, 32)))
+    prepared = adapter.preprocess(torch.rand(2, 3, 40, 40))
+    targets = adapter.select_targets(
+        adapter.forward(prepared.x), prepared, TargetSpec(labels=[1, 2])
+    )
+    maps = perturbation_maps(adapter, prepared.x, targets, num_masks=16, batch_size=8, cells=4)
+    assert maps.shape == (2, 32, 32) and maps.min() >= 0 and maps.max() == 1
