@@ -25,3 +25,29 @@ def _seed() -> None:
     random.seed(0)
     np.random.seed(0)  # noqa: NPY002 - seeds code that still uses the legacy global RNG
     torch.manual_seed(0)
+
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def _demo(config: str):
+    """The full demo set and model of a shipped demo config, trained once into the test cache."""
+    from hagxai.config import load_config
+    from hagxai.data.demo import demo_dataset
+    from hagxai.models.demo import demo_model
+
+    cfg = load_config(CONFIGS / config, ["device=cpu", f"cache_dir={_CACHE}"])
+    root = demo_dataset(cfg, progress=False)
+    return cfg, root, demo_model(cfg, root, progress=False)
+
+
+@pytest.fixture(scope="session")
+def demo_classifier():
+    """``(cfg, data_root, DemoModel)`` of configs/demo_classifier.yaml (trained on first use)."""
+    return _demo("demo_classifier.yaml")
+
+
+@pytest.fixture(scope="session")
+def demo_detector():
+    """``(cfg, data_root, DemoModel)`` of configs/demo_detector.yaml (trained on first use)."""
+    return _demo("demo_detector.yaml")

@@ -187,6 +187,7 @@ def train_detector(cfg: RunConfig, data_root: Path, progress: bool = True) -> De
         "arch": DETECTOR_YAML,
         "epochs": train_cfg.epochs,
         "batch_size": train_cfg.batch_size,
+        "lr": train_cfg.lr,
         "imgsz": imgsz,
         "seed": cfg.seed,
         "data": data.fingerprint,
@@ -220,6 +221,8 @@ def train_detector(cfg: RunConfig, data_root: Path, progress: bool = True) -> De
         val=False,
         verbose=False,
         pretrained=False,
+        optimizer="AdamW",
+        lr0=train_cfg.lr,
         # The demo set is tiny: mosaic and strong colour jitter slow convergence more than help.
         mosaic=0.0,
         hsv_h=0.0,
@@ -251,7 +254,10 @@ def train_detector(cfg: RunConfig, data_root: Path, progress: bool = True) -> De
     }
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     _store(folder, tensors, card)
-    return load_detector(folder)
+    # ultralytics leaves parameters frozen after training; gradients are what hagxai needs.
+    for param in model.parameters():
+        param.requires_grad_(True)
+    return DemoModel(model, card, folder)
 
 
 def load_detector(folder: Path) -> DemoModel:
