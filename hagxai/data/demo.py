@@ -21,7 +21,7 @@ from hagxai.data.format import MANIFEST, DatasetWriter
 from hagxai.data.synthetic import CLASS_NAMES, classification_scene, detection_scene
 
 # Bump when the generator or observer changes what they draw, so cached sets are rebuilt.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 # Inter-observer consistency is estimated on the first images of each split: it is a property of
 # the observer model, stable to ~0.01 CC at this count, and leave-one-out maps are costly.
 CONSISTENCY_IMAGES = 100

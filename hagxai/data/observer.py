@@ -26,10 +26,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from scipy.ndimage import gaussian_filter
 
 from hagxai.config import ObserverConfig
 from hagxai.data.synthetic import Scene
+from hagxai.metrics import plausibility
 
 
 @dataclass
@@ -102,15 +104,6 @@ def fixation_map(xy: np.ndarray, height: int, width: int, sigma: float) -> np.nd
     return (blurred / peak if peak > 0 else blurred).astype(np.float32)
 
 
-def _cc(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
-
-
-def _nss(saliency: np.ndarray, xy: np.ndarray) -> float:
-    z = (saliency - saliency.mean()) / saliency.std()
-    return float(z[np.round(xy[:, 1]).astype(int), np.round(xy[:, 0]).astype(int)].mean())
-
-
 def consistency(
     fixations: list[Fixations], height: int, width: int, sigma: float
 ) -> dict[str, float]:
@@ -119,26 +112,34 @@ def consistency(
     ``loo_cc``/``loo_nss``: each viewer's map (fixations) against the map of all *other* viewers on
     the same image, averaged over viewers and images. ``shuffled_cc``/``shuffled_nss``: the same
     against another image's full map (the next image), the floor a scene-blind map reaches.
+    CC and NSS are the project's metrics (:mod:`hagxai.metrics.plausibility`).
     """
-    loo_cc, loo_nss, sh_cc, sh_nss = [], [], [], []
-    full = [fixation_map(f.xy, height, width, sigma) for f in fixations]
-    for i, fix in enumerate(fixations):
-        for v in np.unique(fix.viewer):
-            own, rest = fix.xy[fix.viewer == v], fix.xy[fix.viewer != v]
-            others = fixation_map(rest, height, width, sigma)
-            own_map = fixation_map(own, height, width, sigma)
-            loo_cc.append(_cc(others, own_map))
-            loo_nss.append(_nss(others, own))
-        if len(fixations) > 1:
-            other = full[(i + 1) % len(fixations)]
-            sh_cc.append(_cc(other, full[i]))
-            sh_nss.append(_nss(other, fix.xy))
-    return {
-        "loo_cc": float(np.mean(loo_cc)),
-        "loo_nss": float(np.mean(loo_nss)),
-        "shuffled_cc": float(np.mean(sh_cc)) if sh_cc else float("nan"),
-        "shuffled_nss": float(np.mean(sh_nss)) if sh_nss else float("nan"),
+    loo_cc, loo_nss = [], []
+    for fix in fixations:
+        viewers = np.unique(fix.viewer)
+        own = [fix.xy[fix.viewer == v] for v in viewers]
+        others = [fix.xy[fix.viewer != v] for v in viewers]
+        other_maps = _stack([fixation_map(xy, height, width, sigma) for xy in others])
+        own_maps = _stack([fixation_map(xy, height, width, sigma) for xy in own])
+        loo_cc.append(plausibility.cc(other_maps, own_maps))
+        loo_nss.append(plausibility.nss(other_maps, [torch.from_numpy(xy) for xy in own]))
+    stats = {
+        "loo_cc": float(torch.cat(loo_cc).nanmean()),
+        "loo_nss": float(torch.cat(loo_nss).nanmean()),
+        "shuffled_cc": float("nan"),
+        "shuffled_nss": float("nan"),
     }
+    if len(fixations) > 1:
+        full = _stack([fixation_map(f.xy, height, width, sigma) for f in fixations])
+        shifted = full.roll(-1, dims=0)
+        stats["shuffled_cc"] = float(plausibility.cc(shifted, full).nanmean())
+        points = [torch.from_numpy(f.xy) for f in fixations]
+        stats["shuffled_nss"] = float(plausibility.nss(shifted, points).nanmean())
+    return stats
+
+
+def _stack(maps: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(maps))
 
 
 def fixation_shares(scene: Scene, fix: Fixations) -> dict[str, int]:
