@@ -215,9 +215,10 @@ def read_card(directory: str | Path) -> dict[str, Any]:
         raise CombinerError(
             f"{path}: format version {version!r}; this hagxai reads versions 1..{FORMAT_VERSION}"
         )
-    for key in ("model", "layers", "options", "tensors"):
-        if key not in card:
-            raise CombinerError(f"{path}: the card lacks {key!r}")
+    expected = {"model": dict, "layers": list | None, "options": dict, "tensors": dict}
+    for key, kind in expected.items():
+        if key not in card or not isinstance(card[key], kind):
+            raise CombinerError(f"{path}: the card lacks {key!r} or holds a wrong type there")
     return card
 
 
@@ -248,7 +249,7 @@ def load_combiner(
     folder = Path(directory)
     card = read_card(folder)
     card_path = folder / CARD_FILE
-    trained_digest = (card.get("model") or {}).get("digest")
+    trained_digest = card["model"].get("digest")
     if model_digest is not None and trained_digest is not None and model_digest != trained_digest:
         raise CombinerMismatchError(
             f"{card_path}: card was trained for model digest {trained_digest}, "

@@ -229,7 +229,7 @@ def test_hag_loss_and_pcc() -> None:
     expected = 1 - np.corrcoef(s, h)[0, 1] + np.mean((s - h) ** 2)
     assert float(hag_loss(maps[:1], human[:1])) == pytest.approx(expected, rel=1e-5)
     constant = torch.full((1, 10, 12), 0.5, requires_grad=True)
-    assert float(pcc(constant, human[:1])) == 0.0
+    assert float(pcc(constant, human[:1]).detach()) == 0.0
     hag_loss(constant, human[:1]).backward()
     assert torch.isfinite(constant.grad).all()
     with pytest.raises(ValueError, match="must both be B×H×W"):
