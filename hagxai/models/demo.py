@@ -276,3 +276,56 @@ def demo_model(cfg: RunConfig, data_root: Path, progress: bool = True) -> DemoMo
     if cfg.data.task == "classification":
         return train_classifier(cfg, data_root, progress)
     return train_detector(cfg, data_root, progress)
+
+
+def demo_adapter(cfg: RunConfig, data_root: Path | None = None, progress: bool = True):
+    """The adapter of the demo model for ``cfg`` (trained on first use), with ``cfg.model.layers``.
+
+    ``data_root`` defaults to the cached demo set of ``cfg``.
+    """
+    from hagxai.data.demo import demo_dataset
+    from hagxai.models.classifier import ClassifierAdapter
+    from hagxai.models.yolo import YoloAdapter
+
+    root = data_root or demo_dataset(cfg, progress)
+    trained = demo_model(cfg, root, progress)
+    size = tuple(trained.card["input_size"])
+    device = resolve_device(cfg.device)
+    if cfg.data.task == "classification":
+        adapter = ClassifierAdapter(trained.model.to(device), "demo-classifier", size)
+    else:
+        adapter = YoloAdapter(trained.model.to(device), "demo-detector", size)
+    if cfg.model.layers:
+        adapter._default = adapter.resolve_layers(cfg.model.layers)
+    return adapter
+
+
+def _register() -> None:
+    """``demo-classifier`` / ``demo-detector`` (and ``demo``, the classifier) as model names.
+
+    They build from the shipped demo configs (``configs/demo_*.yaml``), so a model name alone
+    gives the same model that ``hagxai demo`` trains.
+    """
+    from hagxai.config import load_config
+    from hagxai.errors import ConfigError
+    from hagxai.models.registry import register_adapter
+
+    configs = Path(__file__).resolve().parents[2] / "configs"
+
+    def builder(config_name: str):
+        def build(model_cfg, device):
+            path = configs / config_name
+            if not path.exists():
+                raise ConfigError(f"{path} not found: demo models need the repository's configs/")
+            cfg = load_config(path, [f"device={device}"])
+            cfg.model.layers = model_cfg.layers
+            return demo_adapter(cfg)
+
+        return build
+
+    register_adapter("demo", builder("demo_classifier.yaml"))
+    register_adapter("demo-classifier", builder("demo_classifier.yaml"))
+    register_adapter("demo-detector", builder("demo_detector.yaml"))
+
+
+_register()

@@ -29,7 +29,7 @@ AdapterBuilder = Callable[[ModelConfig, torch.device], ModelAdapter]
 _REGISTRY: dict[str, AdapterBuilder] = {}
 # Names whose builder lives in a module that registers it when imported (kept lazy so that
 # building other models never pays for it).
-_LAZY = {"demo": "hagxai.models.demo"}
+_LAZY = {name: "hagxai.models.demo" for name in ("demo", "demo-classifier", "demo-detector")}
 
 
 def register_adapter(name: str, builder: AdapterBuilder) -> None:

@@ -42,6 +42,14 @@ def import_ultralytics() -> ModuleType:
     """``import ultralytics``, configured for offline use first (see module docstring)."""
     if "ultralytics" not in sys.modules:
         configure_ultralytics()
+        from PIL import Image
+
+        original_open = Image.open
+        import ultralytics
+
+        # ultralytics patches PIL's Image.open for the whole process, and the patch tries to pip
+        # install a HEIF decoder when a file is not an image; hagxai reads images itself.
+        Image.open = original_open
     import ultralytics
 
     return ultralytics
