@@ -103,7 +103,14 @@ class ModelConfig(_Section):
 
 
 class TrainConfig(_Section):
-    """The combiner trainer's schedule (the reference protocol by default)."""
+    """The combiner trainer's schedule (the reference protocol by default).
+
+    ``splits`` names the dataset splits the folds are drawn from (``None``: every sample).
+    ``target_rule`` is what the evidence explains (``auto``: ``label`` for classifiers, ``boxes``
+    for detectors). ``faithfulness_images = 0`` turns faithfulness off; ``faithfulness_every = 0``
+    measures it only for each fold's initial and best combiner. ``baselines`` are explainers
+    (``hagxai.explainers.get`` names) scored on the same held-out images for comparison.
+    """
 
     folds: int = Field(5, ge=2)
     epochs: int = Field(120, ge=1)
@@ -116,6 +123,10 @@ class TrainConfig(_Section):
     faithfulness_every: int = Field(1, ge=0)
     faithfulness_images: int = Field(16, ge=0)
     amp: bool = True
+    splits: list[str] | None = None
+    target_rule: Literal["auto", "label", "predicted", "boxes", "detections"] = "auto"
+    faithfulness_steps: int = Field(100, ge=2)
+    baselines: list[str] = []
 
 
 class WandbConfig(_Section):

@@ -1,0 +1,284 @@
+"""A whole training run: data, model, evidence cache, k-fold training and the run folder.
+
+``runs/<name>/`` ends up holding ``config.yaml`` (resolved), ``folds.json`` (held-out ids per
+fold), ``metrics.csv`` and ``metrics.jsonl`` (one row per fold and epoch; epoch 0 is the untrained
+combiner), ``fold_<k>/combiner/`` (each fold's best combiner, exported), ``best/`` (the best
+fold's), ``summary.json`` and ``summary.md`` (per fold and mean ± std), ``plots/`` and the
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from hagxai.cache import open_evidence
+from hagxai.combiner import HAGCombiner
+from hagxai.config import RunConfig, cache_dir, resolve_device, save_config
+from hagxai.data.format import HumanAttentionDataset
+from hagxai.errors import UserError
+from hagxai.export import model_digest, save_combiner
+from hagxai.models.base import ModelAdapter
+from hagxai.training import plots
+from hagxai.training.checkpoint import CHECKPOINT, load_checkpoint
+from hagxai.training.data import load_human_data
+from hagxai.training.folds import load_folds, make_folds, save_folds
+from hagxai.training.logging import RunLog
+from hagxai.training.trainer import METRICS, FoldResult, Trainer, check_select_metric
+
+SHOWN = ("val_loss", "cc", "nss", "auc_judd", "kld", "sim", "deletion", "insertion")
+
+
+def build_model_and_data(cfg: RunConfig, progress: bool = True):
+    """The adapter and the dataset of ``cfg`` (the demo set and model when not configured)."""
+    if cfg.data.root is not None:
+        root = cfg.data.root
+    else:
+        from hagxai.data.demo import demo_dataset
+
+        root = demo_dataset(cfg, progress)
+    dataset = HumanAttentionDataset(root)
+    if cfg.model.name == "demo":
+        from hagxai.models.demo import demo_adapter
+
+        adapter = demo_adapter(cfg, root, progress)
+    else:
+        from hagxai.models.registry import build_adapter
+
+        adapter = build_adapter(cfg.model, resolve_device(cfg.device))
+    return adapter, dataset
+
+
+def target_rule(cfg: RunConfig, adapter: ModelAdapter) -> str:
+    """``train.target_rule``, with ``auto`` as ``label`` (classifier) or ``boxes`` (detector)."""
+    if cfg.train.target_rule != "auto":
+        return cfg.train.target_rule
+    return "label" if adapter.task == "classification" else "boxes"
+
+
+def train(
+    cfg: RunConfig,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    console: Console | None = None,
+    adapter: ModelAdapter | None = None,
+    dataset: HumanAttentionDataset | None = None,
+) -> dict[str, Any]:
+    """Run (or resume) the k-fold training of ``cfg`` into ``cfg.run_dir``.
+
+    Args:
+        cfg: the run's config (the saved one when resuming).
+        resume: continue from ``cfg.run_dir``'s checkpoint.
+        overwrite: start afresh even if the run folder holds a run.
+        progress: progress bars.
+        console: where tables go (default: a new rich console).
+        adapter, dataset: reuse an already built model and dataset (else from ``cfg``).
+
+    Returns:
+        The summary (also in ``summary.json``).
+
+    Raises:
+        UserError: a run folder that already holds a run (without ``resume`` or ``overwrite``),
+            too few usable images, or a bad config key.
+    """
+    check_select_metric(cfg)
+    console = console or Console()
+    run_dir = cfg.run_dir
+    if not resume and (run_dir / CHECKPOINT).exists():
+        if not overwrite:
+            raise UserError(
+                f"{run_dir} already holds a run; resume it with --resume {run_dir}, "
+                "start over with --force, or pick another name=..."
+            )
+        for stale in ("fold_", "best", "plots", CHECKPOINT, "summary", "metrics"):
+            for path in run_dir.glob(f"{stale}*"):
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
+    if adapter is None or dataset is None:
+        adapter, dataset = build_model_and_data(cfg, progress)
+    torch.manual_seed(cfg.seed)
+    samples = dataset.samples
+    if cfg.train.splits is not None:
+        samples = [s for s in samples if s.split in cfg.train.splits]
+    cache = open_evidence(
+        adapter,
+        samples,
+        layers=adapter.resolve_layers(cfg.model.layers),
+        root=cache_dir(cfg) / "evidence",
+        target_rule=target_rule(cfg, adapter),
+        progress=progress,
+    )
+    human = load_human_data(adapter, samples, cache.ids)
+    skipped = {**cache.skipped, **human.skipped}
+    usable = [cache.ids[p] for p in human.keep]
+    folds_path = run_dir / "folds.json"
+    folds_ids = load_folds(folds_path) if resume else make_folds(usable, cfg.train.folds, cfg.seed)
+    save_folds(folds_ids, folds_path)
+    position = {sample_id: p for p, sample_id in enumerate(cache.ids)}
+    folds = [[position[i] for i in fold] for fold in folds_ids]
+    by_id = {s.id: s for s in samples}
+
+    def image(p: int) -> torch.Tensor:
+        array = by_id[cache.ids[p]].load_image()
+        return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div(255)
+
+    history = load_checkpoint(run_dir / CHECKPOINT)[1]["history"] if resume else []
+    log = RunLog(cfg, run_dir, history)
+    digest = model_digest(adapter.model)
+    grid = _grid(cache)
+    combiners: dict[int, HAGCombiner] = {}
+
+    def fold_end(fold: int, combiner: HAGCombiner, result: FoldResult) -> None:
+        combiners[fold] = combiner
+        save_combiner(
+            combiner,
+            run_dir / f"fold_{fold}" / "combiner",
+            model_name=adapter.family,
+            model_digest=digest,
+            input_size=cache.input_size,
+            grid=grid,
+            data_fingerprint=dataset.fingerprint,
+            metrics=_finite(result.best),
+            provenance=f"hagxai train {cfg.name}: fold {fold}, best epoch {result.best_epoch}",
+            overwrite=True,
+        )
+
+    trainer = Trainer(
+        cfg,
+        adapter,
+        cache,
+        human,
+        folds,
+        image,
+        run_dir,
+        resolve_device(cfg.device),
+        on_epoch=log.epoch,
+        on_fold_end=fold_end,
+        progress=progress,
+    )
+    results = trainer.run(resume=resume)
+    summary = summarise(cfg, results, skipped, len(usable))
+    best_fold = summary["best_fold"]
+    shutil.rmtree(run_dir / "best", ignore_errors=True)
+    shutil.copytree(run_dir / f"fold_{best_fold}" / "combiner", run_dir / "best")
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (run_dir / "summary.md").write_text(summary_markdown(summary))
+    console.print(summary_table(summary))
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    plot_dir = run_dir / "plots"
+    plot_dir.mkdir(exist_ok=True)
+    from hagxai.export import load_combiner
+
+    learned = [load_combiner(run_dir / f"fold_{k}" / "combiner") for k in range(len(folds))]
+    figures = [
+        plots.training_curves(history, plot_dir / "training_curves.png"),
+        plots.learned_functions(learned, plot_dir / "learned_functions.png"),
+    ]
+    log.finish(summary, figures)
+    return summary
+
+
+def _grid(cache) -> tuple[int, int]:
+    evidence = cache.evidence([0])
+    return max((tuple(a.shape[-2:]) for a in evidence.acts.values()), key=lambda s: s[0] * s[1])
+
+
+def _finite(values: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in values.items() if isinstance(v, float) and v == v and abs(v) < 1e300}
+
+
+def _mean_std(values: list[float]) -> dict[str, float]:
+    finite = [v for v in values if v is not None and v == v]
+    if not finite:
+        return {"mean": float("nan"), "std": float("nan")}
+    std = statistics.stdev(finite) if len(finite) > 1 else 0.0
+    return {"mean": statistics.fmean(finite), "std": std}
+
+
+def summarise(
+    cfg: RunConfig, results: list[FoldResult], skipped: dict[str, str], used: int
+) -> dict[str, Any]:
+    """Per-fold rows, mean ± std across folds for the learned head, its initial values and each
+    baseline, the best fold by ``select_metric``, and the skipped samples."""
+    metric = cfg.train.select_metric
+    rows: dict[str, list[dict[str, float]]] = {
+        "learned": [r.best for r in results],
+        "initial": [r.initial for r in results],
+    }
+    for name in cfg.train.baselines:
+        rows[name] = [r.baselines[name] for r in results]
+    methods = {
+        method: {k: _mean_std([r.get(k, float("nan")) for r in values]) for k in SHOWN}
+        for method, values in rows.items()
+    }
+    sign = 1 if METRICS[metric] else -1
+    scored = [
+        (sign * r.best[metric], -r.fold)
+        for r in results
+        if r.best.get(metric) == r.best.get(metric)
+    ]
+    best_fold = -max(scored)[1] if scored else 0
+    return {
+        "name": cfg.name,
+        "select_metric": metric,
+        "images": used,
+        "skipped": len(skipped),
+        "skipped_samples": skipped,
+        "best_fold": best_fold,
+        "folds": [vars(r) for r in results],
+        "methods": methods,
+        "mean": {k: v["mean"] for k, v in methods["learned"].items()},
+    }
+
+
+def _cell(stats: dict[str, float]) -> str:
+    return "–" if stats["mean"] != stats["mean"] else f"{stats['mean']:.3f} ± {stats['std']:.3f}"
+
+
+def summary_table(summary: dict[str, Any]) -> Table:
+    """A rich table: per fold the best epoch's metrics, then mean ± std for every method."""
+    table = Table(title=f"{summary['name']}: held-out folds ({summary['skipped']} samples skipped)")
+    table.add_column("row")
+    for key in SHOWN:
+        table.add_column(key, justify="right")
+    for fold in summary["folds"]:
+        values = fold["best"]
+        table.add_row(
+            f"fold {fold['fold']} (epoch {fold['best_epoch']})",
+            *[f"{values[k]:.3f}" if k in values else "–" for k in SHOWN],
+        )
+    for method, stats in summary["methods"].items():
+        table.add_row(f"{method} mean ± std", *[_cell(stats[k]) for k in SHOWN])
+    return table
+
+
+def summary_markdown(summary: dict[str, Any]) -> str:
+    """The summary table as Markdown."""
+    lines = [
+        f"# {summary['name']}",
+        "",
+        f"{summary['images']} images in {len(summary['folds'])} folds; "
+        f"{summary['skipped']} samples skipped; selected by {summary['select_metric']}; "
+        f"best fold {summary['best_fold']}.",
+        "",
+        "| row | " + " | ".join(SHOWN) + " |",
+        "|---" * (len(SHOWN) + 1) + "|",
+    ]
+    for fold in summary["folds"]:
+        values = fold["best"]
+        cells = [f"{values[k]:.3f}" if k in values else "–" for k in SHOWN]
+        lines.append(
+            f"| fold {fold['fold']} (epoch {fold['best_epoch']}) | " + " | ".join(cells) + " |"
+        )
+    for method, stats in summary["methods"].items():
+        lines.append(f"| {method} | " + " | ".join(_cell(stats[k]) for k in SHOWN) + " |")
+    return "\n".join(lines) + "\n"
