@@ -73,11 +73,9 @@ def load_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     try:
         with safe_open(str(path), framework="pt") as handle:
             meta = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 - not a dict
         return tensors, json.loads(meta["state"])
     except FileNotFoundError:
         raise UserError(f"{path}: no checkpoint to resume from") from None
-    except (OSError, KeyError, ValueError) as err:
-        raise UserError(f"{path}: unreadable checkpoint ({err})") from None
     except Exception as err:  # safetensors raises its own error type for corrupt files
         raise UserError(f"{path}: unreadable checkpoint ({err})") from None

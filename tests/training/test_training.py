@@ -1,0 +1,195 @@
+"""The trainer on a tiny demo set and a tiny random-init demo classifier (seconds, CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from hagxai.config import load_config, save_config
+from hagxai.data.format import HumanAttentionDataset
+from hagxai.errors import ConfigError, UserError
+from hagxai.training import learning_rate, train
+from hagxai.training.checkpoint import (
+    CHECKPOINT,
+    load_checkpoint,
+    optimizer_tensors,
+    restore_optimizer,
+    save_checkpoint,
+)
+from hagxai.training.folds import make_folds
+from hagxai.training.run import build_model_and_data
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = [
+    "device=cpu",
+    "data.demo.num_train=40",
+    "data.demo.num_val=24",
+    "data.demo.image_size=64",
+    "data.observer.viewers=3",
+    "model.demo.epochs=1",
+    "model.demo.width=8",
+    "train.folds=2",
+    "train.epochs=3",
+    "train.batch_size=8",
+    "train.splits=[val]",
+    "train.faithfulness_images=3",
+    "train.faithfulness_steps=4",
+    "train.faithfulness_every=2",
+    "wandb.mode=disabled",
+]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A tiny config with its own cache, and its (cached) adapter and dataset."""
+    base = tmp_path_factory.mktemp("train")
+    cfg = load_config(
+        REPO / "configs" / "demo_classifier.yaml",
+        [*TINY, f"cache_dir={base / 'cache'}", f"output_dir={base / 'runs'}"],
+    )
+    adapter, dataset = build_model_and_data(cfg, progress=False)
+    return cfg, adapter, dataset
+
+
+def test_learning_rate_falls_from_lr_to_lr_final_in_steps():
+    rates = [learning_rate(e, 5e-2, 1e-2, 20, 120) for e in range(1, 121)]
+    assert rates[0] == rates[19] == 5e-2
+    assert rates[20] < rates[19]
+    assert rates[100] == pytest.approx(1e-2) and rates[-1] == pytest.approx(1e-2)
+    assert len(set(rates)) == 6
+    assert learning_rate(3, 5e-2, 1e-2, 20, 10) == 5e-2
+
+
+def test_folds_are_seeded_disjoint_and_cover():
+    ids = [f"s{i}" for i in range(11)]
+    folds = make_folds(ids, 3, seed=1)
+    assert folds == make_folds(list(reversed(ids)), 3, seed=1)
+    assert sorted(i for f in folds for i in f) == sorted(ids)
+    assert sorted(len(f) for f in folds) == [3, 4, 4]
+    assert folds != make_folds(ids, 3, seed=2)
+    with pytest.raises(UserError):
+        make_folds(ids[:2], 3, seed=0)
+
+
+def test_checkpoint_round_trips_adam_without_pickle(tmp_path):
+    weight = torch.nn.Parameter(torch.randn(3))
+    optimizer = torch.optim.Adam([weight], lr=0.1)
+    weight.sum().backward()
+    optimizer.step()
+    tensors, meta = optimizer_tensors(optimizer)
+    save_checkpoint(tmp_path / CHECKPOINT, tensors, {"optimizer": meta, "x": [1, 2]})
+    loaded, state = load_checkpoint(tmp_path / CHECKPOINT)
+    other = torch.optim.Adam([torch.nn.Parameter(torch.zeros(3))], lr=0.5)
+    restore_optimizer(other, loaded, state["optimizer"])
+    assert state["x"] == [1, 2]
+    for key, value in optimizer.state_dict()["state"][0].items():
+        assert torch.equal(other.state_dict()["state"][0][key], value)
+    assert other.param_groups[0]["lr"] == 0.1
+
+
+def test_bad_select_metric_stops_before_any_work(tiny, tmp_path):
+    cfg = tiny[0].model_copy(deep=True)
+    cfg.train.select_metric = "accuracy"
+    cfg.output_dir = tmp_path
+    with pytest.raises(ConfigError, match="select_metric"):
+        train(cfg, progress=False)
+    assert not (tmp_path / cfg.name).exists()
+
+
+def test_run_writes_outputs_and_skips_bad_samples(tiny, tmp_path):
+    cfg, adapter, dataset = tiny
+    root = tmp_path / "data"
+    shutil.copytree(dataset.root, root)
+    copy = HumanAttentionDataset(root)
+    val = copy.split("val")
+    val[0].image_path.write_bytes(b"not an image")
+    np.save(val[1].map_path, np.full((64, 64), np.nan, np.float32))
+    cfg = cfg.model_copy(deep=True)
+    cfg.output_dir = tmp_path / "runs"
+    cfg.train.baselines = ["gradcam"]
+    summary = train(cfg, progress=False, adapter=adapter, dataset=HumanAttentionDataset(root))
+    run = cfg.run_dir
+    assert summary["skipped"] == 2
+    assert set(summary["skipped_samples"]) == {val[0].id, val[1].id}
+    assert summary["images"] == len(val) - 2
+    for name in ("config.yaml", "folds.json", "metrics.csv", "summary.json", "summary.md"):
+        assert (run / name).is_file(), name
+    for name in ("fold_0", "fold_1"):
+        assert (run / name / "combiner" / "combiner.safetensors").is_file()
+    assert (run / "best" / "combiner.json").is_file()
+    assert (run / "plots" / "training_curves.png").is_file()
+    assert (run / "plots" / "learned_functions.png").is_file()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["fold"], r["epoch"]) for r in rows] == [(f, e) for f in (0, 1) for e in range(4)]
+    assert rows[0]["deletion"] is not None and rows[1].get("deletion") is None
+    for fold in summary["folds"]:
+        assert {"cc", "nss", "auc_judd", "kld", "sim", "deletion", "insertion"} <= set(fold["best"])
+        assert "cc" in fold["initial"] and "cc" in fold["baselines"]["gradcam"]
+    assert set(summary["methods"]) == {"learned", "initial", "gradcam"}
+    with pytest.raises(UserError, match="already holds a run"):
+        train(cfg, progress=False, adapter=adapter, dataset=HumanAttentionDataset(root))
+
+
+def _final_tensors(run: Path) -> dict[str, torch.Tensor]:
+    out = {}
+    for fold in sorted(run.glob("fold_*")):
+        for key, value in load_file(fold / "combiner" / "combiner.safetensors").items():
+            out[f"{fold.name}/{key}"] = value
+    out.update(load_checkpoint(run / CHECKPOINT)[0])
+    return out
+
+
+def _hagxai(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hagxai", "train", *args, "--no-progress"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tiny, tmp_path):
+    cfg = tiny[0].model_copy(deep=True)
+    cfg.output_dir = tmp_path
+    cfg.train.epochs = 4
+    config = save_config(cfg, tmp_path / "tiny.yaml")
+    env = {**os.environ, "WANDB_MODE": "disabled"}
+    straight = _hagxai(["-c", str(config), "name=straight"], env)
+    assert straight.wait(timeout=300) == 0, straight.stderr.read().decode()
+
+    # Each optimiser step sleeps, so a kill shortly after epoch 2's checkpoint lands mid-epoch 3.
+    slow = {**env, "HAGXAI_TRAIN_STEP_DELAY": "0.3"}
+    killed = _hagxai(["-c", str(config), "name=killed"], slow)
+    checkpoint = tmp_path / "killed" / CHECKPOINT
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if checkpoint.exists() and load_checkpoint(checkpoint)[1]["epoch"] >= 2:
+            break
+        time.sleep(0.05)
+    time.sleep(0.4)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(timeout=30)
+    state = load_checkpoint(checkpoint)[1]
+    assert (state["fold"], state["epoch"]) == (0, 2), "the kill must land in fold 0, epoch 3"
+
+    resumed = _hagxai(["--resume", str(tmp_path / "killed")], env)
+    assert resumed.wait(timeout=300) == 0, resumed.stderr.read().decode()
+    expected = _final_tensors(tmp_path / "straight")
+    got = _final_tensors(tmp_path / "killed")
+    assert expected.keys() == got.keys()
+    for key in expected:
+        assert torch.equal(expected[key], got[key]), key
+    straight_rows = (tmp_path / "straight" / "metrics.jsonl").read_text()
+    assert (tmp_path / "killed" / "metrics.jsonl").read_text() == straight_rows
