@@ -28,7 +28,7 @@ def classifier():
 @pytest.fixture(scope="module")
 def dataset_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("data") / "cls"
-    demo = DemoDataConfig(num_train=8, num_val=4, image_size=48)
+    demo = DemoDataConfig(num_train=6, num_val=2, image_size=48)
     return make_demo_dataset(root, "classification", demo, ObserverConfig(), seed=0, progress=False)
 
 
@@ -59,12 +59,12 @@ def test_cache_equals_direct_extraction_in_any_order(classifier, samples, tmp_pa
         layers=LAYERS,
         root=tmp_path / "c",
         batch_size=3,
-        shard_size=5,
+        shard_size=3,
         progress=False,
     )
-    assert len(cache) == 12 and cache.ids == [s.id for s in samples] and not cache.skipped
+    assert len(cache) == 8 and cache.ids == [s.id for s in samples] and not cache.skipped
     assert len(list(cache.path.glob("shard-*.safetensors"))) == 3
-    order = [7, 0, 11, 3]
+    order = [7, 0, 5, 3]
     chosen = [samples[i] for i in order]
     direct = extract_evidence(
         classifier, _images(chosen), TargetSpec(labels=[[s.label] for s in chosen]), LAYERS
@@ -89,15 +89,15 @@ def test_cache_equals_direct_extraction_in_any_order(classifier, samples, tmp_pa
 
 def test_second_open_reuses_and_a_truncated_shard_is_rebuilt(classifier, samples, tmp_path):
     first = EvidenceCache.build(
-        classifier, samples, layers=LAYERS, root=tmp_path, shard_size=4, progress=False
+        classifier, samples, layers=LAYERS, root=tmp_path, shard_size=3, progress=False
     )
     assert first.computed_shards == [0, 1, 2]
-    expected = first.evidence(range(12))
+    expected = first.evidence(range(8))
     shards = sorted(first.path.glob("shard-*.safetensors"))
     times = [p.stat().st_mtime_ns for p in shards]
 
     again = EvidenceCache.build(
-        classifier, samples, layers=LAYERS, root=tmp_path, shard_size=4, progress=False
+        classifier, samples, layers=LAYERS, root=tmp_path, shard_size=3, progress=False
     )
     assert again.computed_shards == [] and again.key == first.key
     assert [p.stat().st_mtime_ns for p in shards] == times
@@ -105,10 +105,10 @@ def test_second_open_reuses_and_a_truncated_shard_is_rebuilt(classifier, samples
     data = shards[1].read_bytes()
     shards[1].write_bytes(data[: len(data) // 2])
     healed = EvidenceCache.build(
-        classifier, samples, layers=LAYERS, root=tmp_path, shard_size=4, progress=False
+        classifier, samples, layers=LAYERS, root=tmp_path, shard_size=3, progress=False
     )
     assert healed.computed_shards == [1]
-    _assert_same(healed.evidence(range(12)), expected, rtol=0, atol=0)
+    _assert_same(healed.evidence(range(8)), expected, rtol=0, atol=0)
 
 
 def test_bad_samples_are_skipped_and_listed(classifier, samples, tmp_path):
@@ -116,17 +116,17 @@ def test_bad_samples_are_skipped_and_listed(classifier, samples, tmp_path):
     nan_map = np.load(samples[5].map_path)
     nan_map[0, 0] = np.nan
     np.save(samples[5].map_path, nan_map)
-    samples[8].label = None
+    samples[6].label = None
     cache = EvidenceCache.build(
         classifier, samples, layers=LAYERS, root=tmp_path, batch_size=4, progress=False
     )
-    bad = {samples[i].id for i in (2, 5, 8)}
-    assert set(cache.skipped) == bad and len(cache) == 9
+    bad = {samples[i].id for i in (2, 5, 6)}
+    assert set(cache.skipped) == bad and len(cache) == 5
     assert "unreadable image" in cache.skipped[samples[2].id]
     assert "NaN" in cache.skipped[samples[5].id]
-    assert "no label" in cache.skipped[samples[8].id]
+    assert "no label" in cache.skipped[samples[6].id]
     assert cache.ids == [s.id for s in samples if s.id not in bad]
-    assert cache.evidence(range(9)).num_targets == 9
+    assert cache.evidence(range(5)).num_targets == 5
 
 
 def test_streaming_gives_the_cached_evidence(classifier, samples, tmp_path):
@@ -134,7 +134,7 @@ def test_streaming_gives_the_cached_evidence(classifier, samples, tmp_path):
     stream = open_evidence(classifier, samples, layers=LAYERS, root=None, batch_size=4)
     assert isinstance(cache, EvidenceCache) and isinstance(stream, StreamingEvidence)
     assert stream.ids == cache.ids and stream.layers == cache.layers
-    order = [9, 1, 4]
+    order = [7, 1, 4]
     _assert_same(stream.evidence(order), cache.evidence(order))
     assert torch.equal(stream.targets(order).classes, cache.targets(order).classes)
 
