@@ -1,0 +1,80 @@
+"""Faithfulness of saliency maps through a model adapter: the glue between adapters and metrics.
+
+:mod:`hagxai.metrics.faithfulness` is pure tensor code over a scorer callable; this module makes
+that scorer from an adapter and the explained targets, so any map — an explainer's, the learned
+head's or a human map — is scored the same way, on the model input frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from hagxai.metrics.faithfulness import (
+    FaithfulnessResult,
+    Scorer,
+    box_area_fraction,
+    deletion,
+    insertion,
+)
+from hagxai.models.base import ModelAdapter, Targets
+
+
+def target_scorer(adapter: ModelAdapter, targets: Targets) -> Scorer:
+    """A faithfulness scorer: image ``n``'s score is the mean over *its* targets of
+    :meth:`ModelAdapter.rescore` (classifier: class probability; detector: best IoU × class score).
+    An image without targets scores 0.
+    """
+    owner = targets.image_index
+
+    @torch.no_grad()
+    def scorer(images: Tensor, image_ids: Tensor) -> Tensor:
+        scores = adapter.rescore(images.to(adapter.device), targets).float()
+        mine = (image_ids.to(owner.device)[:, None] == owner[None, :]).to(scores)
+        return (scores * mine).sum(1) / mine.sum(1).clamp_min(1)
+
+    return scorer
+
+
+@dataclass
+class Faithfulness:
+    """Deletion and insertion results of one set of maps (``auc`` per image, curves for plots)."""
+
+    deletion: FaithfulnessResult
+    insertion: FaithfulnessResult
+
+
+def faithfulness(
+    adapter: ModelAdapter,
+    x: Tensor,
+    targets: Targets,
+    maps: Tensor,
+    *,
+    steps: int = 100,
+    baseline: str = "noise",
+    insertion_baseline: str = "zero",
+    batch_size: int = 64,
+    seed: int = 0,
+) -> Faithfulness:
+    """Deletion and insertion of ``maps`` (``B×H×W`` on the model input ``x``, ``B×3×H×W``).
+
+    ``baseline`` is what deletion puts in place of removed pixels (uniform noise by default);
+    ``insertion_baseline`` the canvas insertion starts from (black by default, as the reference).
+
+    For a detector the steps run up to the total area of each image's target boxes (the
+    reference's rule); for a classifier over the whole image.
+    """
+    scorer = target_scorer(adapter, targets)
+    max_fraction = None
+    if adapter.task == "detection" and targets.boxes is not None:
+        per_image = [targets.boxes[targets.image_index == b].cpu() for b in range(x.shape[0])]
+        max_fraction = box_area_fraction(per_image, tuple(x.shape[-2:]))
+    maps = maps.to(x.device, torch.float32)
+    generator = torch.Generator(device=x.device).manual_seed(seed)
+    common = {"steps": steps, "max_fraction": max_fraction, "batch_size": batch_size}
+    return Faithfulness(
+        deletion=deletion(x, maps, scorer, baseline=baseline, generator=generator, **common),
+        insertion=insertion(x, maps, scorer, baseline=insertion_baseline, **common),
+    )
