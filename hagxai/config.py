@@ -68,10 +68,28 @@ class DemoDataConfig(_Section):
 
 
 class DataConfig(_Section):
-    """Where the dataset is. Without ``root``, the demo set for ``task`` is made in the cache."""
+    """Where the dataset is. Without ``root``, the demo set for ``task`` is made in the cache.
+
+    ``format`` says how ``root`` is laid out (``hagxai.data.formats``; ``auto`` tells from its
+    contents). ``images``, ``maps``, ``labels`` and ``fixations`` are paths relative to ``root``.
+    Fixation maps take ``sigma_px``, or ``sigma_deg`` with the screen's width in pixels
+    (``screen_px``) and cm (``screen_cm``) and the viewing distance (``distance_cm``).
+    ``classes`` keeps only boxes of these class names (e.g. the study's vehicles).
+    """
 
     task: Literal["classification", "detection"] = "classification"
     root: Path | None = None
+    format: Literal["auto", "hagxai", "folders", "fixations", "reference", "coco"] = "auto"
+    images: Path | None = None
+    maps: Path | None = None
+    labels: Path | None = None
+    fixations: Path | None = None
+    sigma_px: float | None = Field(None, gt=0)
+    sigma_deg: float | None = Field(None, gt=0)
+    screen_px: float | None = Field(None, gt=0)
+    screen_cm: float | None = Field(None, gt=0)
+    distance_cm: float | None = Field(None, gt=0)
+    classes: list[str] | None = None
     demo: DemoDataConfig = DemoDataConfig()
     observer: ObserverConfig = ObserverConfig()
 
@@ -91,6 +109,9 @@ class ModelConfig(_Section):
     ``name`` is ``demo`` (the locally trained demo model for the data task), a torchvision or
     timm model name, or an ultralytics model yaml/``.pt`` (``yolov8n.yaml``). ``weights`` is a local
     weights file; ``pretrained`` loads the library's weights (needs network access).
+    ``yolov5:<yaml or .pt>`` is an original YOLOv5 model (the ``yolov5`` extra); its checkpoints
+    are pickles that run code when loaded, so they load only with ``trust_checkpoint: true``.
+    ``objectness`` scores a YOLOv5 detection as objectness × class probability.
     """
 
     name: str = "demo"
@@ -99,6 +120,8 @@ class ModelConfig(_Section):
     num_classes: int | None = Field(None, ge=1)
     layers: list[str] | None = None
     input_size: tuple[int, int] | None = None
+    trust_checkpoint: bool = False
+    objectness: bool = False
     demo: DemoModelConfig = DemoModelConfig()
 
 

@@ -83,19 +83,82 @@ def read_image(path: Path) -> np.ndarray:
         raise DataError(f"{path}: cannot be read as an image ({err})") from None
 
 
+MAT_VARIABLE = "output_map_norm"
+"""The variable holding the map in the reference study's ``.mat`` files."""
+MAP_SUFFIXES = (".npy", ".png", ".jpg", ".jpeg", ".mat")
+
+
 def read_map(path: Path) -> np.ndarray:
-    """Read an attention map (``.npy``) as ``H×W`` float32, checked for shape and finite values."""
-    try:
-        data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise DataError(f"{path}: attention map file does not exist") from None
-    except (ValueError, OSError) as err:
-        raise DataError(f"{path}: cannot be read as a .npy attention map ({err})") from None
+    """Read an attention map as ``H×W`` float32, checked for shape and finite values.
+
+    The reader follows the suffix: ``.npy`` (values as stored), ``.png`` / ``.jpg`` / ``.jpeg``
+    (greyscale; 8- or 16-bit values divided by their range, so in [0, 1]) or MATLAB ``.mat``
+    (the variable ``output_map_norm`` of the reference study when present, else the file's only
+    2-D numeric variable).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if not path.is_file():
+        raise DataError(f"{path}: attention map file does not exist")
+    if suffix == ".npy":
+        data = _read_npy(path)
+    elif suffix in (".png", ".jpg", ".jpeg"):
+        data = _read_grey_image(path)
+    elif suffix == ".mat":
+        data = _read_mat(path)
+    else:
+        raise DataError(
+            f"{path}: unknown attention map type {suffix!r} (expected one of "
+            f"{', '.join(MAP_SUFFIXES)})"
+        )
     if data.ndim != 2:
         raise DataError(f"{path}: attention map must be 2-D (H×W), has shape {data.shape}")
     if not np.isfinite(data).all():
         raise DataError(f"{path}: attention map holds NaN or inf")
     return data.astype(np.float32, copy=False)
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as err:
+        raise DataError(f"{path}: cannot be read as a .npy attention map ({err})") from None
+
+
+def _read_grey_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as img:
+            if img.mode in ("I;16", "I;16B", "I;16L"):
+                return np.asarray(img, dtype=np.float64) / 65535.0
+            if img.mode != "L":
+                img = img.convert("L")
+            return np.asarray(img, dtype=np.float64) / 255.0
+    except (UnidentifiedImageError, OSError) as err:
+        raise DataError(f"{path}: cannot be read as a greyscale attention map ({err})") from None
+
+
+def _read_mat(path: Path) -> np.ndarray:
+    from scipy.io import loadmat
+
+    try:
+        contents = loadmat(path)
+    except (ValueError, OSError, NotImplementedError) as err:
+        raise DataError(f"{path}: cannot be read as a MATLAB .mat file ({err})") from None
+    arrays = {
+        k: v
+        for k, v in contents.items()
+        if not k.startswith("__") and isinstance(v, np.ndarray) and v.dtype.kind in "fiub"
+    }
+    if MAT_VARIABLE in arrays:
+        return np.asarray(arrays[MAT_VARIABLE], dtype=np.float64)
+    two_d = [k for k, v in arrays.items() if v.ndim == 2]
+    if len(two_d) != 1:
+        found = ", ".join(sorted(arrays)) or "none"
+        raise DataError(
+            f"{path}: no variable {MAT_VARIABLE!r} and not exactly one 2-D numeric variable "
+            f"(numeric variables: {found})"
+        )
+    return np.asarray(arrays[two_d[0]], dtype=np.float64)
 
 
 class HumanAttentionDataset:
