@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import shutil
 from pathlib import Path
+from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from hagxai.commands._common import add_config_arguments, config_from_args
 from hagxai.data.check import check_dataset
 from hagxai.data.demo import demo_dataset, make_demo_dataset
+from hagxai.data.formats import FORMATS
 from hagxai.errors import UserError
 
 
@@ -23,8 +26,34 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     make.add_argument("--force", action="store_true", help="replace an existing --out folder")
     add_config_arguments(make)
     check = actions.add_parser("check", help="report counts, sizes and every bad file")
-    check.add_argument("path", type=Path, help="dataset folder (holding manifest.json)")
+    check.add_argument("path", type=Path, help="dataset folder")
+    check.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="how the folder is laid out (default: told from its contents)",
+    )
+    check.add_argument(
+        "-o",
+        "--option",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a format option, e.g. -o sigma_px=25 -o 'classes=[car, bus, truck]' (repeatable)",
+    )
     return parser
+
+
+def _options(texts: list[str]) -> dict[str, Any]:
+    """``["sigma_px=25", "classes=[car, bus]"]`` -> ``{"sigma_px": 25, "classes": [...]}``."""
+    options = {}
+    for text in texts:
+        key, sep, raw = text.partition("=")
+        if not sep or not key.isidentifier():
+            raise UserError(f"option {text!r}: expected key=value, e.g. sigma_px=25")
+        options[key] = yaml.safe_load(raw) if raw.strip() else None
+    return options
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
             root = make_demo_dataset(args.out, demo.task, demo.demo, demo.observer, cfg.seed)
         console.print(f"demo {cfg.data.task} set: [bold]{root}[/bold]")
         args.path = root
-    report = check_dataset(args.path)
+        args.format, args.options = "hagxai", []
+    report = check_dataset(args.path, args.format, **_options(args.options))
     table = Table(title=f"dataset {report.root}", show_header=False)
+    table.add_row("format", report.format or "?")
     table.add_row("task", report.task or "?")
     for split, count in sorted(report.counts.items()):
         table.add_row(f"{split} images", str(count))

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from hagxai.data.format import HumanAttentionDataset, read_image, read_map
+from hagxai.data.fixations import FixationSample
+from hagxai.data.format import read_image
+from hagxai.data.formats import scan_dataset
 from hagxai.errors import DataError
 
 
@@ -15,6 +18,7 @@ class CheckReport:
     """What ``check_dataset`` found: counts per split, image sizes and one line per problem."""
 
     root: Path
+    format: str = ""
     task: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     sizes: Counter = field(default_factory=Counter)
@@ -26,20 +30,26 @@ class CheckReport:
         return not self.problems
 
 
-def check_dataset(root: str | Path) -> CheckReport:
+def check_dataset(root: str | Path, format: str = "auto", **options: Any) -> CheckReport:
     """Open the dataset at ``root`` and read every image and map, collecting all problems.
 
-    A problem is a file that is missing or unreadable, a map whose size differs from its image's,
-    a box outside the image, or a label outside the class list.
+    A problem is a file that is missing or unreadable, an image without a map (or fixations), a
+    map without an image, a map whose size differs from its image's (or from the format's map
+    size), a box outside the image, or a label outside the class list.
+
+    Args:
+        root: the dataset folder.
+        format, options: as :func:`hagxai.data.formats.open_dataset`.
     """
     report = CheckReport(Path(root))
-    try:
-        data = HumanAttentionDataset(root)
-    except DataError as err:
-        report.problems.append(str(err))
+    data, problems = scan_dataset(root, format, **options)
+    report.problems.extend(problems)
+    if data is None:
         return report
+    report.format = getattr(data, "format", "hagxai")
     report.task = data.task
     report.counts = dict(Counter(s.split for s in data.samples))
+    map_size = getattr(data, "map_size", None)
     num_classes = len(data.classes)
     for sample in data.samples:
         report.fixations += len(sample.fixations)
@@ -52,16 +62,24 @@ def check_dataset(root: str | Path) -> CheckReport:
             report.sizes[f"{image.shape[1]}×{image.shape[0]}"] += 1
         if sample.map_path is None:
             report.problems.append(f"sample {sample.id}: no attention map")
+        elif image is None and isinstance(sample, FixationSample):
+            pass  # its map is made at the image's size: the unreadable image is the one problem
         else:
             try:
-                attention = read_map(sample.map_path)
+                attention = sample.load_map()
             except DataError as err:
                 report.problems.append(str(err))
             else:
-                if image is not None and attention.shape != image.shape[:2]:
+                expected = map_size or (image.shape[:2] if image is not None else None)
+                if expected is not None and attention.shape != tuple(expected):
+                    whose = (
+                        f"this format's maps are {expected[1]}×{expected[0]}"
+                        if map_size
+                        else f"its image {sample.image_path.name} is {expected[1]}×{expected[0]}"
+                    )
                     report.problems.append(
                         f"{sample.map_path}: map is {attention.shape[1]}×{attention.shape[0]}, "
-                        f"its image {sample.image_path.name} is {image.shape[1]}×{image.shape[0]}"
+                        + whose
                     )
         labels = [sample.label] if sample.label is not None else []
         for label in [*labels, *sample.box_labels.tolist()]:
@@ -69,14 +87,23 @@ def check_dataset(root: str | Path) -> CheckReport:
                 report.problems.append(
                     f"sample {sample.id}: label {label} outside the {num_classes} classes"
                 )
+        if image is not None and len(sample.fixations):
+            h, w = image.shape[:2]
+            xy = sample.fixations
+            outside = int(((xy[:, 0] < 0) | (xy[:, 0] > w) | (xy[:, 1] < 0) | (xy[:, 1] > h)).sum())
+            if outside:
+                report.problems.append(
+                    f"sample {sample.id}: {outside} fixation(s) outside the {w}×{h} image"
+                )
         if image is not None and len(sample.boxes):
             h, w = image.shape[:2]
+            # Half a pixel of slack: normalised YOLO boxes at the border round past it.
             b = sample.boxes
             if (
-                (b[:, 0] < 0).any()
-                or (b[:, 1] < 0).any()
-                or (b[:, 2] > w).any()
-                or (b[:, 3] > h).any()
+                (b[:, 0] < -0.5).any()
+                or (b[:, 1] < -0.5).any()
+                or (b[:, 2] > w + 0.5).any()
+                or (b[:, 3] > h + 0.5).any()
             ):
                 report.problems.append(f"sample {sample.id}: a box lies outside the {w}×{h} image")
     return report
