@@ -4,9 +4,11 @@ Resolution order for ``cfg.name``:
 
 1. a name registered with :func:`register_adapter` (``demo`` registers itself from
    ``hagxai.models.demo`` the first time it is asked for);
-2. an ultralytics model: a ``.yaml`` or ``.pt`` file name (``yolov8n.yaml``, ``best.pt``);
-3. a torchvision detector (:data:`hagxai.models.tv_detection.DETECTORS`);
-4. a torchvision classifier, then a timm model (``timm/`` prefix optional).
+2. an original YOLOv5 model: ``yolov5:`` and a package yaml or a checkpoint
+   (``yolov5:yolov5s.yaml``, ``yolov5:runs/best.pt``; :mod:`hagxai.models.yolov5`);
+3. an ultralytics model: a ``.yaml`` or ``.pt`` file name (``yolov8n.yaml``, ``best.pt``);
+4. a torchvision detector (:data:`hagxai.models.tv_detection.DETECTORS`);
+5. a torchvision classifier, then a timm model (``timm/`` prefix optional).
 
 An unknown name raises :class:`~hagxai.errors.UserError` listing the closest known names.
 """
@@ -58,6 +60,7 @@ def known_names() -> list[str]:
     names = set(_REGISTRY) | set(_LAZY) | set(DETECTORS)
     names |= _torchvision_classifiers() | _timm_models()
     names |= {f"{v}{s}.yaml" for v in ("yolov5", "yolov8", "yolo11") for s in "nsmlx"}
+    names |= {f"yolov5:yolov5{s}.yaml" for s in "nsmlx"}
     return sorted(names)
 
 
@@ -78,6 +81,10 @@ def build_adapter(cfg: ModelConfig | str, device: torch.device | str = "cpu") ->
             raise UserError(f"model {name!r} is not available in this version") from None
     if name in _REGISTRY:
         return _REGISTRY[name](cfg, device)
+    if name.startswith("yolov5:"):
+        from hagxai.models.yolov5 import build_yolov5
+
+        return build_yolov5(cfg, device)
     if name.endswith((".yaml", ".yml", ".pt")):
         from hagxai.models.yolo import build_yolo
 
@@ -96,5 +103,5 @@ def build_adapter(cfg: ModelConfig | str, device: torch.device | str = "cpu") ->
     hint = f"; close names: {', '.join(close)}" if close else ""
     raise UserError(
         f"unknown model {name!r}{hint} (a torchvision or timm classifier, a torchvision detector, "
-        "an ultralytics .yaml/.pt, or demo)"
+        "an ultralytics .yaml/.pt, yolov5:<yaml or .pt>, or demo)"
     )
