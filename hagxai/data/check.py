@@ -60,11 +60,11 @@ def check_dataset(root: str | Path, format: str = "auto", **options: Any) -> Che
             image = None
         if image is not None:
             report.sizes[f"{image.shape[1]}×{image.shape[0]}"] += 1
+        # A fixation map is made at its image's size: an unreadable image is its one problem.
+        map_from_image = image is None and isinstance(sample, FixationSample)
         if sample.map_path is None:
             report.problems.append(f"sample {sample.id}: no attention map")
-        elif image is None and isinstance(sample, FixationSample):
-            pass  # its map is made at the image's size: the unreadable image is the one problem
-        else:
+        elif not map_from_image:
             try:
                 attention = sample.load_map()
             except DataError as err:

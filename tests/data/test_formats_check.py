@@ -55,6 +55,10 @@ def test_check_fixations_and_reference(tmp_path: Path) -> None:
     report = check_dataset(tmp_path / "fix", sigma_px=2)
     assert report.fixations == 2
     assert report.problems == ["sample p: 1 fixation(s) outside the 10×10 image"]
+    (images / "q.png").write_bytes(b"broken")
+    (tmp_path / "fix" / "fixations.csv").write_text("image,x,y\np,3,4\nq,1,1\n")
+    report = check_dataset(tmp_path / "fix", sigma_px=2)
+    assert len(report.problems) == 1 and "q.png: cannot be read as an image" in report.problems[0]
     ref = tmp_path / "ref"
     (ref / "images").mkdir(parents=True)
     (ref / "maps").mkdir()
