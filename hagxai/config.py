@@ -241,6 +241,20 @@ def _describe(error: dict[str, Any], key: str, source: str) -> str:
     return f"key {key!r} = {shown} in {source}: {message}"
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping (YAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise ConfigError(f"key {key!r} is given twice (again on line {line})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML config (or the defaults), apply ``key=value`` overrides and validate.
 
@@ -252,9 +266,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         source = str(path)
         try:
-            loaded = yaml.safe_load(Path(path).read_text())
+            loaded = yaml.load(Path(path).read_text(), Loader=_UniqueKeyLoader)
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
+        except ConfigError as err:
+            raise ConfigError(f"config file {path}: {err}") from None
         except yaml.YAMLError as err:
             raise ConfigError(
                 f"config file {path} is not valid YAML: {err}".splitlines()[0]

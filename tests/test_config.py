@@ -49,6 +49,9 @@ def test_bad_file_names_the_file_and_key(tmp_path: Path) -> None:
     path.write_text("data:\n  observer:\n    p_part: 0.9\n")
     with pytest.raises(ConfigError, match="p_object \\+ p_part"):
         load_config(path)
+    path.write_text("train:\n  epochs: 3\ntrain:\n  folds: 2\n")
+    with pytest.raises(ConfigError, match=r"key 'train' is given twice \(again on line 3\)"):
+        load_config(path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
 
