@@ -22,6 +22,7 @@ from hagxai.cache import open_evidence
 from hagxai.combiner import HAGCombiner
 from hagxai.config import RunConfig, cache_dir, resolve_device, save_config
 from hagxai.data.format import HumanAttentionDataset
+from hagxai.data.formats import open_from_config
 from hagxai.errors import UserError
 from hagxai.export import model_digest, save_combiner
 from hagxai.models.base import ModelAdapter
@@ -39,11 +40,13 @@ def build_model_and_data(cfg: RunConfig, progress: bool = True):
     """The adapter and the dataset of ``cfg`` (the demo set and model when not configured)."""
     if cfg.data.root is not None:
         root = cfg.data.root
+        # Any supported format (hagxai, folders, fixation tables, the reference's, COCO).
+        dataset = open_from_config(cfg.data)
     else:
         from hagxai.data.demo import demo_dataset
 
         root = demo_dataset(cfg, progress)
-    dataset = HumanAttentionDataset(root)
+        dataset = HumanAttentionDataset(root)
     if cfg.model.name == "demo":
         from hagxai.models.demo import demo_adapter
 
