@@ -161,7 +161,23 @@ def _read_mat(path: Path) -> np.ndarray:
     return np.asarray(arrays[two_d[0]], dtype=np.float64)
 
 
-class HumanAttentionDataset:
+class SampleList:
+    """What every dataset offers over its ``samples``: length, indexing and splits."""
+
+    samples: list[Sample]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self.samples[index]
+
+    def split(self, name: str) -> list[Sample]:
+        """The samples of one split (``train``, ``val``, ``test``)."""
+        return [s for s in self.samples if s.split == name]
+
+
+class HumanAttentionDataset(SampleList):
     """A dataset folder in the format above, validated when opened.
 
     Args:
@@ -245,16 +261,6 @@ class HumanAttentionDataset:
             viewers=rows[:, 2].astype(np.int32),
             durations=rows[:, 3].astype(np.float32),
         )
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> Sample:
-        return self.samples[index]
-
-    def split(self, name: str) -> list[Sample]:
-        """The samples of one split (``train``, ``val``, ``test``)."""
-        return [s for s in self.samples if s.split == name]
 
     @property
     def fingerprint(self) -> str:

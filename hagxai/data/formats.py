@@ -38,7 +38,13 @@ import yaml
 from PIL import Image, UnidentifiedImageError
 
 from hagxai.data.fixations import FixationSample, read_fixation_table, sigma_pixels
-from hagxai.data.format import MANIFEST, MAP_SUFFIXES, HumanAttentionDataset, Sample
+from hagxai.data.format import (
+    MANIFEST,
+    MAP_SUFFIXES,
+    HumanAttentionDataset,
+    Sample,
+    SampleList,
+)
 from hagxai.errors import DataError, UserError
 
 FORMATS = ("auto", "hagxai", "folders", "fixations", "reference", "coco")
@@ -49,7 +55,7 @@ _REFERENCE_MAP = re.compile(r"^(?P<id>.+)_GSmo_\d+$")
 _FIXATION_TABLES = ("fixations.csv", "fixations.jsonl")
 
 
-class AttentionDataset:
+class AttentionDataset(SampleList):
     """Images with human attention, read from any format (same interface as
     :class:`~hagxai.data.format.HumanAttentionDataset`).
 
@@ -84,16 +90,6 @@ class AttentionDataset:
         self.map_size = map_size
         self._files = sorted(files)
         self._options = options or {}
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> Sample:
-        return self.samples[index]
-
-    def split(self, name: str) -> list[Sample]:
-        """The samples of one split."""
-        return [s for s in self.samples if s.split == name]
 
     @property
     def fingerprint(self) -> str:
