@@ -56,9 +56,10 @@ def test_demo_detector_targets_match_boxes_and_maps_peak_inside(demo_detector) -
     ys, xs = peaks // adapter.input_size[1], peaks % adapter.input_size[1]
     box = targets.boxes
     inside = (xs >= box[:, 0]) & (xs <= box[:, 2]) & (ys >= box[:, 1]) & (ys <= box[:, 3])
-    # Measured 2026-11-26 on the demo detector at the backbone layers: most maps peak in the box.
+    # Measured 2026-11-26 on the demo detector at its backbone layers: 55 of 55 maps peak inside
+    # their box (Grad-CAM at the same layers: 16 of 55).
     share = inside.float().mean().item()
-    assert share >= 0.6, f"only {share:.2f} of FullGrad-CAM++ maps peak inside their box"
+    assert share >= 0.9, f"only {share:.2f} of FullGrad-CAM++ maps peak inside their box"
 
 
 @pytest.mark.parametrize("task", ["classification", "detection"])
