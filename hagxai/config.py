@@ -112,6 +112,8 @@ class ModelConfig(_Section):
     ``yolov5:<yaml or .pt>`` is an original YOLOv5 model (the ``yolov5`` extra); its checkpoints
     are pickles that run code when loaded, so they load only with ``trust_checkpoint: true``.
     ``objectness`` scores a YOLOv5 detection as objectness × class probability.
+    ``label_offset`` is the model's label of dataset class 0: torchvision detectors keep label 0
+    for the background, so their class ``k`` is the dataset's ``k - 1`` (``1``, the default there).
     """
 
     name: str = "demo"
@@ -122,6 +124,7 @@ class ModelConfig(_Section):
     input_size: tuple[int, int] | None = None
     trust_checkpoint: bool = False
     objectness: bool = False
+    label_offset: int | None = Field(None, ge=0)
     demo: DemoModelConfig = DemoModelConfig()
 
 

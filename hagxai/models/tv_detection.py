@@ -49,18 +49,27 @@ class TorchvisionDetectorAdapter(ModelAdapter):
         model: the detector (put in eval mode and frozen); its transform must not resize.
         family: a name for messages.
         input_size: ``(H, W)`` of the letterboxed input (multiples of 32).
-        num_classes: number of classes, including background for Faster R-CNN.
+        num_classes: number of classes of the model's head, background included.
+        label_offset: the model's label of dataset class 0 (torchvision reserves label 0 for the
+            background, hence 1): detections report ``model label - label_offset``, so targets,
+            matching and D-RISE speak the dataset's class numbers.
     """
 
     task = "detection"
 
     def __init__(
-        self, model: nn.Module, family: str, input_size: tuple[int, int], num_classes: int
+        self,
+        model: nn.Module,
+        family: str,
+        input_size: tuple[int, int],
+        num_classes: int,
+        label_offset: int = 1,
     ) -> None:
         self.model = model
         self.family = family
         self.input_size = tuple(input_size)
         self.num_classes = num_classes
+        self.label_offset = label_offset
         self.freeze()
         self._default: list[str] | None = None
 
@@ -83,7 +92,7 @@ class TorchvisionDetectorAdapter(ModelAdapter):
                 {
                     "boxes": det["boxes"][keep].detach(),
                     "scores": det["scores"][keep].detach(),
-                    "labels": det["labels"][keep],
+                    "labels": det["labels"][keep] - self.label_offset,
                     "anchors": keep,
                 }
             )
@@ -105,7 +114,8 @@ class TorchvisionDetectorAdapter(ModelAdapter):
         rows = []
         for det in self.forward(x):
             probs = det["scores"].new_zeros(len(det["scores"]), self.num_classes)
-            probs[torch.arange(len(det["scores"])), det["labels"]] = det["scores"]
+            labels = det["labels"] - self.label_offset
+            probs[torch.arange(len(det["scores"])), labels] = det["scores"]
             rows.append(drise_similarity(targets.boxes, targets.classes, det["boxes"], probs))
         return torch.stack(rows)
 
@@ -147,7 +157,10 @@ def build_tv_detector(cfg: ModelConfig, device: torch.device) -> TorchvisionDete
         raise UserError(f"model {cfg.name!r} could not be built: {err}".splitlines()[0]) from None
     if cfg.weights is not None:
         load_state_dict_file(model, cfg.weights)
-    adapter = TorchvisionDetectorAdapter(model.to(device), cfg.name, input_size, num_classes)
+    offset = 1 if cfg.label_offset is None else cfg.label_offset
+    adapter = TorchvisionDetectorAdapter(
+        model.to(device), cfg.name, input_size, num_classes, label_offset=offset
+    )
     if cfg.layers:
         adapter._default = adapter.resolve_layers(cfg.layers)
     return adapter

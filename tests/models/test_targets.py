@@ -67,3 +67,21 @@ def test_drise_similarity_takes_best_detection():
     probs = torch.tensor([[0.1, 0.2], [0.0, 0.9]])
     sim = drise_similarity(target, torch.tensor([1]), boxes, probs)
     torch.testing.assert_close(sim, torch.tensor([0.45]))
+
+
+def test_torchvision_detector_labels_are_dataset_classes() -> None:
+    from hagxai.models.tv_detection import TorchvisionDetectorAdapter
+
+    # torchvision keeps label 0 for the background: its label k is the dataset's class k - 1.
+    adapter = TorchvisionDetectorAdapter.__new__(TorchvisionDetectorAdapter)
+    adapter.label_offset = 1
+    output = [
+        {
+            "boxes": torch.tensor([[0.0, 0.0, 4.0, 4.0], [1.0, 1.0, 3.0, 3.0]]),
+            "scores": torch.tensor([0.9, 0.4]),
+            "labels": torch.tensor([3, 1]),
+        }
+    ]
+    assert adapter.detections(output)[0]["labels"].tolist() == [2, 0]
+    adapter.label_offset = 0
+    assert adapter.detections(output)[0]["labels"].tolist() == [3, 1]
