@@ -54,7 +54,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
@@ -64,6 +63,7 @@ from hagxai.evidence import Evidence
 from hagxai.evidence_extraction import extract_evidence
 from hagxai.export import model_digest
 from hagxai.models.base import Frame, ModelAdapter, Targets, TargetSpec, capture_layers
+from hagxai.pil import open_image
 
 CACHE_FORMAT = "hagxai-evidence-cache"
 CACHE_VERSION = 1
@@ -171,7 +171,7 @@ def sample_problem(sample: Sample, rule: TargetRule, require_maps: bool) -> str 
         except DataError as err:
             return f"bad attention map: {err}"
     try:
-        with Image.open(sample.image_path) as image:
+        with open_image(sample.image_path) as image:
             image.verify()
     except FileNotFoundError:
         return f"unreadable image: {sample.image_path} does not exist"

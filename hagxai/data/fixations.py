@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from hagxai.data.format import Sample
 from hagxai.errors import DataError, UserError
+from hagxai.pil import open_image
 
 REQUIRED = ("image", "x", "y")
 OPTIONAL = ("viewer", "duration", "time")
@@ -191,7 +192,7 @@ class FixationSample(Sample):
     def load_map(self) -> np.ndarray:
         """The ``H×W`` map (the image's size) of this sample's fixations, in [0, 1]."""
         try:
-            with Image.open(self.image_path) as img:
+            with open_image(self.image_path) as img:
                 width, height = img.size
         except FileNotFoundError:
             raise DataError(f"{self.image_path}: image file does not exist") from None

@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from hagxai.errors import DataError
+from hagxai.pil import open_image
 
 FORMAT_NAME = "hagxai-dataset"
 FORMAT_VERSION = 1
@@ -75,7 +76,7 @@ class Sample:
 def read_image(path: Path) -> np.ndarray:
     """Read an image file as ``H×W×3`` uint8 RGB, or raise ``DataError`` naming the file."""
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             return np.asarray(img.convert("RGB"))
     except FileNotFoundError:
         raise DataError(f"{path}: image file does not exist") from None
@@ -127,7 +128,7 @@ def _read_npy(path: Path) -> np.ndarray:
 
 def _read_grey_image(path: Path) -> np.ndarray:
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             if img.mode in ("I;16", "I;16B", "I;16L"):
                 return np.asarray(img, dtype=np.float64) / 65535.0
             if img.mode != "L":

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 
 from hagxai.data.fixations import FixationSample, read_fixation_table, sigma_pixels
 from hagxai.data.format import (
@@ -46,6 +46,7 @@ from hagxai.data.format import (
     SampleList,
 )
 from hagxai.errors import DataError, UserError
+from hagxai.pil import open_image
 
 FORMATS = ("auto", "hagxai", "folders", "fixations", "reference", "coco")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -274,7 +275,7 @@ def _maps(folder: Path, scan: _Scan, pattern: re.Pattern | None = None) -> dict[
 
 def _image_size(path: Path) -> tuple[int, int]:
     try:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             return img.size[1], img.size[0]
     except (UnidentifiedImageError, OSError) as err:
         raise DataError(f"{path}: cannot be read as an image ({err})") from None

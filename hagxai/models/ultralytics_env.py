@@ -14,6 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 from hagxai.config import cache_dir
+from hagxai.pil import restore_image_open
 
 _FONTS = ("Arial.ttf", "Arial.Unicode.ttf")
 
@@ -42,14 +43,9 @@ def import_ultralytics() -> ModuleType:
     """``import ultralytics``, configured for offline use first (see module docstring)."""
     if "ultralytics" not in sys.modules:
         configure_ultralytics()
-        from PIL import Image
-
-        original_open = Image.open
-        import ultralytics
-
-        # ultralytics patches PIL's Image.open for the whole process, and the patch tries to pip
-        # install a HEIF decoder when a file is not an image; hagxai reads images itself.
-        Image.open = original_open
     import ultralytics
 
+    # ultralytics patches PIL's Image.open for the whole process, and the patch tries to pip
+    # install a HEIF decoder when a file is not an image (hagxai.pil).
+    restore_image_open()
     return ultralytics

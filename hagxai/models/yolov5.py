@@ -31,6 +31,7 @@ from torch import Tensor, nn
 from hagxai.config import ModelConfig
 from hagxai.errors import UserError
 from hagxai.models.yolo import YoloAdapter
+from hagxai.pil import restore_image_open
 
 PREFIX = "yolov5:"
 
@@ -73,6 +74,8 @@ def import_yolov5() -> Any:
         raise UserError(
             f"YOLOv5 models need the yolov5 package: pip install 'hagxai[yolov5]' ({err})"
         ) from None
+    # yolov5 imports ultralytics, which replaces PIL's Image.open process-wide (hagxai.pil).
+    restore_image_open()
     return yolov5
 
 

@@ -21,13 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 
 from hagxai.data.format import Sample
 from hagxai.errors import DataError
 from hagxai.metrics.plausibility import fixations_from_map
 from hagxai.models.base import Frame, ModelAdapter
+from hagxai.pil import open_image
 
 
 @dataclass
@@ -76,7 +76,7 @@ def load_human_data(adapter: ModelAdapter, samples: Sequence[Sample], ids: Seque
         sample = by_id[sample_id]
         try:
             human = sample.load_map()
-            with Image.open(sample.image_path) as img:
+            with open_image(sample.image_path) as img:
                 width, height = img.size
         except (DataError, OSError) as err:
             skipped[sample_id] = str(err)

@@ -88,3 +88,20 @@ def test_malformed_manifest_names_the_file(tmp_path: Path) -> None:
         HumanAttentionDataset(tmp_path)
     with pytest.raises(DataError, match="no manifest"):
         HumanAttentionDataset(tmp_path / "elsewhere")
+
+
+def test_bad_image_is_a_clear_error_even_after_ultralytics_patched_pil(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from PIL import Image
+    from ultralytics.utils import patches
+
+    from hagxai.data.format import read_image
+    from hagxai.errors import DataError
+
+    # What importing ultralytics (or yolov5) does to the whole process.
+    monkeypatch.setattr(Image, "open", patches.image_open)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    with pytest.raises(DataError, match="cannot be read as an image"):
+        read_image(bad)
