@@ -30,6 +30,8 @@ def configure_ultralytics(config_dir: Path | None = None) -> Path:
         os.environ["YOLO_CONFIG_DIR"] = str(config_dir or cache_dir() / "ultralytics")
     settings = Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics"
     settings.mkdir(parents=True, exist_ok=True)
+    # The yolov5 package keeps its own settings folder (and fonts) under this variable.
+    os.environ.setdefault("YOLOV5_CONFIG_DIR", str(settings))
     from matplotlib import font_manager
 
     local_font = Path(font_manager.findfont("DejaVu Sans"))

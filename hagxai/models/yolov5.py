@@ -30,6 +30,7 @@ from torch import Tensor, nn
 
 from hagxai.config import ModelConfig
 from hagxai.errors import UserError
+from hagxai.models.ultralytics_env import configure_ultralytics
 from hagxai.models.yolo import YoloAdapter
 from hagxai.pil import restore_image_open
 
@@ -65,6 +66,8 @@ class YoloV5Adapter(YoloAdapter):
 
 def import_yolov5() -> Any:
     """The ``yolov5`` package, or a ``UserError`` saying how to install it."""
+    # yolov5 imports ultralytics: offline, with hagxai's settings folder, never the user's.
+    configure_ultralytics()
     try:
         with warnings.catch_warnings():
             # yolov5 7.0 imports pkg_resources, deprecated in setuptools.
