@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from rich.console import Console
 from rich.table import Table
 
 from hagxai.commands._common import add_config_arguments, config_from_args
+from hagxai.console import make_console
 from hagxai.data.check import check_dataset
 from hagxai.data.demo import demo_dataset, make_demo_dataset
 from hagxai.data.formats import FORMATS
@@ -57,7 +57,7 @@ def _options(texts: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console()
+    console = make_console()
     if args.action == "make":
         cfg = config_from_args(args)
         if args.out is None:

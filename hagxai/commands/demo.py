@@ -14,10 +14,10 @@ import json
 import time
 from pathlib import Path
 
-from rich.console import Console
 from rich.table import Table
 
 from hagxai.config import load_config
+from hagxai.console import make_console
 from hagxai.data.demo import demo_dataset
 from hagxai.data.format import HumanAttentionDataset
 from hagxai.errors import ConfigError
@@ -46,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    console = Console()
+    console = make_console()
     paths = args.config or [CONFIG_DIR / name for name in DEFAULT_CONFIGS]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
@@ -56,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     heads = Table(title="held-out explanations (mean over folds)")
     for column in ("model", "method", "CC", "deletion AUC ↓", "insertion AUC ↑"):
         heads.add_column(column, justify="right" if " " in column or column == "CC" else "left")
-    for column in ("task", "data", "model", "quality", "bar", "run folder"):
+    # Data and model paths are printed in each task's section; the table keeps to one line a task.
+    for column in ("task", "quality", "bar", "run folder"):
         summary.add_column(column, overflow="fold")
     failed = 0
     for cfg in configs:
@@ -103,8 +104,6 @@ def run(args: argparse.Namespace) -> int:
         verdict = "[green]ok[/green]" if passed else "[red]below bar[/red]"
         summary.add_row(
             cfg.data.task,
-            str(data_root),
-            str(model.path),
             f"{metric} {value:.3f}",
             f"{bar:.2f} {verdict}",
             str(run_dir),

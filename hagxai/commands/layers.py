@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 
 import torch
-from rich.console import Console
 from rich.table import Table
 
 from hagxai.config import ModelConfig
+from hagxai.console import make_console
 from hagxai.models import build_adapter
 from hagxai.models.base import trace_layer_shapes
 
@@ -60,5 +60,5 @@ def run(args: argparse.Namespace) -> int:
             if on and s
         )
         table.add_row(name, kind, "×".join(str(s) for s in shape), sets)
-    Console().print(table)
+    make_console().print(table)
     return 0

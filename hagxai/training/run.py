@@ -21,6 +21,7 @@ from rich.table import Table
 from hagxai.cache import open_evidence
 from hagxai.combiner import HAGCombiner
 from hagxai.config import RunConfig, cache_dir, resolve_device, save_config
+from hagxai.console import make_console
 from hagxai.data.format import HumanAttentionDataset
 from hagxai.data.formats import open_from_config
 from hagxai.errors import UserError
@@ -93,7 +94,7 @@ def train(
             too few usable images, or a bad config key.
     """
     check_select_metric(cfg)
-    console = console or Console()
+    console = console or make_console()
     run_dir = cfg.run_dir
     if not resume and (run_dir / CHECKPOINT).exists():
         if not overwrite:
