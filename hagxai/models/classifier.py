@@ -186,16 +186,24 @@ def load_state_dict_file(model: nn.Module, path: Path) -> None:
         ) from None
 
 
-def _torchvision_classifier(cfg: ModelConfig) -> tuple[nn.Module, dict[str, Any]]:
+def torchvision_model(cfg: ModelConfig, **kwargs: Any) -> nn.Module:
+    """``torchvision.models.get_model(cfg.name)`` with the library's weights when
+    ``cfg.pretrained``, ``cfg.num_classes`` when set, and a one-line ``UserError`` on failure."""
     import torchvision
 
-    kwargs: dict[str, Any] = {"weights": "DEFAULT" if cfg.pretrained else None}
+    kwargs.setdefault("weights", "DEFAULT" if cfg.pretrained else None)
     if cfg.num_classes is not None:
         kwargs["num_classes"] = cfg.num_classes
     try:
-        model = torchvision.models.get_model(cfg.name, **kwargs)
+        return torchvision.models.get_model(cfg.name, **kwargs)
     except (ValueError, OSError, RuntimeError) as err:
         raise UserError(f"model {cfg.name!r} could not be built: {err}".splitlines()[0]) from None
+
+
+def _torchvision_classifier(cfg: ModelConfig) -> tuple[nn.Module, dict[str, Any]]:
+    import torchvision
+
+    model = torchvision_model(cfg)
     extra: dict[str, Any] = {}
     if isinstance(model, torchvision.models.VisionTransformer):
         side = model.image_size // model.patch_size

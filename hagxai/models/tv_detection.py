@@ -25,7 +25,7 @@ from hagxai.models.base import (
     as_image_list,
     letterbox,
 )
-from hagxai.models.classifier import load_state_dict_file
+from hagxai.models.classifier import load_state_dict_file, torchvision_model
 from hagxai.models.targets import detector_targets, drise_similarity
 
 # name -> (default input side, keyword of the score threshold)
@@ -135,26 +135,18 @@ class TorchvisionDetectorAdapter(ModelAdapter):
 
 def build_tv_detector(cfg: ModelConfig, device: torch.device) -> TorchvisionDetectorAdapter:
     """A :class:`TorchvisionDetectorAdapter` for ``cfg.name`` (one of :data:`DETECTORS`)."""
-    import torchvision
-
     side, thresh_key = DETECTORS[cfg.name]
     input_size = tuple(cfg.input_size or (side, side))
     if any(s % 32 for s in input_size):
         raise UserError(f"input size {input_size} must be a multiple of 32")
     num_classes = cfg.num_classes or 91
-    kwargs: dict[str, Any] = {
-        "weights": "DEFAULT" if cfg.pretrained else None,
-        "weights_backbone": None,
-        "min_size": min(input_size),
-        "max_size": max(input_size),
-        thresh_key: 0.0,
-    }
-    if cfg.num_classes is not None:
-        kwargs["num_classes"] = cfg.num_classes
-    try:
-        model = torchvision.models.get_model(cfg.name, **kwargs)
-    except (ValueError, OSError, RuntimeError) as err:
-        raise UserError(f"model {cfg.name!r} could not be built: {err}".splitlines()[0]) from None
+    model = torchvision_model(
+        cfg,
+        weights_backbone=None,
+        min_size=min(input_size),
+        max_size=max(input_size),
+        **{thresh_key: 0.0},
+    )
     if cfg.weights is not None:
         load_state_dict_file(model, cfg.weights)
     offset = 1 if cfg.label_offset is None else cfg.label_offset
