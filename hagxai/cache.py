@@ -91,6 +91,7 @@ class TargetRule:
     iou_threshold: float = 0.5
     conf_threshold: float = 0.25
     max_per_image: int | None = None
+    classes: tuple[int, ...] | None = None
 
     def spec(self, samples: Sequence[Sample]) -> TargetSpec:
         """The :class:`TargetSpec` of a batch of samples under this rule."""
@@ -104,8 +105,13 @@ class TargetRule:
                 labels=[torch.from_numpy(s.box_labels) for s in samples],
                 iou_threshold=self.iou_threshold,
                 conf_threshold=self.conf_threshold,
+                classes=self.classes,
             )
-        return TargetSpec(conf_threshold=self.conf_threshold, max_per_image=self.max_per_image)
+        return TargetSpec(
+            conf_threshold=self.conf_threshold,
+            max_per_image=self.max_per_image,
+            classes=self.classes,
+        )
 
     def fields(self) -> dict[str, Any]:
         """The thresholds that matter for this rule (they enter the cache key)."""
@@ -116,6 +122,8 @@ class TargetRule:
             out["iou_threshold"] = self.iou_threshold
         else:
             out["max_per_image"] = self.max_per_image
+        if self.classes is not None:
+            out["classes"] = list(self.classes)
         return out
 
 
@@ -400,6 +408,7 @@ class EvidenceCache:
         require_maps: bool = True,
         shard_size: int = 64,
         max_open_shards: int = 16,
+        classes: Sequence[int] | None = None,
     ) -> EvidenceCache:
         """Open the cache for this model, layers, targets and data; compute what is missing.
 
@@ -417,6 +426,8 @@ class EvidenceCache:
                 reading cost; relative error ~1e-3). Part of the key.
             progress: show a progress bar while computing.
             iou_threshold, conf_threshold, max_per_image: detector thresholds (see above).
+            classes: detector: only detections and boxes of these classes become targets (the
+                dataset's class subset); ``None`` = all. Part of the cache key.
             require_maps: skip samples without a readable, finite attention map (a training
                 cache needs them).
             shard_size: consecutive samples per shard; an existing cache keeps its own.
@@ -434,7 +445,13 @@ class EvidenceCache:
             raise UserError(f"cache dtype must be float32 or float16, got {dtype}")
         if batch_size < 1 or shard_size < 1:
             raise UserError("batch_size and shard_size must be positive")
-        rule = TargetRule(target_rule, iou_threshold, conf_threshold, max_per_image)
+        rule = TargetRule(
+            target_rule,
+            iou_threshold,
+            conf_threshold,
+            max_per_image,
+            None if classes is None else tuple(classes),
+        )
         _check_rule(adapter, rule)
         names = adapter.resolve_layers(layers)
         key_fields = {
@@ -570,7 +587,11 @@ class EvidenceCache:
                     break
                 parts.append(tensors[field][start : start + count])
             else:
-                fields[field] = torch.cat(parts).to(device or "cpu")
+                if parts:
+                    fields[field] = torch.cat(parts).to(device or "cpu")
+        # No images asked for: empty targets rather than a failed concatenation.
+        fields.setdefault("classes", torch.zeros(0, dtype=torch.long))
+        fields.setdefault("confidences", torch.zeros(0))
         counts = torch.tensor([count for *_, count in rows], dtype=torch.long)
         image_index = torch.repeat_interleave(torch.arange(len(rows)), counts)
         return Targets(
@@ -744,9 +765,16 @@ class StreamingEvidence:
         conf_threshold: float = 0.25,
         max_per_image: int | None = None,
         require_maps: bool = True,
+        classes: Sequence[int] | None = None,
     ) -> None:
         self.adapter = adapter
-        self.rule = TargetRule(target_rule, iou_threshold, conf_threshold, max_per_image)
+        self.rule = TargetRule(
+            target_rule,
+            iou_threshold,
+            conf_threshold,
+            max_per_image,
+            None if classes is None else tuple(classes),
+        )
         _check_rule(adapter, self.rule)
         self.layers = adapter.resolve_layers(layers)
         self.input_size: tuple[int, int] = tuple(adapter.input_size)

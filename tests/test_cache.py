@@ -167,3 +167,23 @@ def test_detector_cache_keeps_boxes_in_input_pixels(tmp_path):
     targets = cache.targets([1, 2])
     torch.testing.assert_close(targets.boxes, direct.targets.boxes)
     assert torch.equal(targets.anchors, direct.targets.anchors)
+
+    # A class subset (a dataset read with data.classes) keeps only those classes' detections and
+    # is part of the key. A random-init head's best class is class 0 at every anchor (equal
+    # biases), so the subset [0] keeps targets and [2] leaves every image without one.
+    def subset(classes):
+        return EvidenceCache.build(
+            adapter,
+            samples,
+            layers=["head"],
+            root=tmp_path / "c",
+            progress=False,
+            classes=classes,
+            **options,
+        )
+
+    zero, two = subset([0]), subset([2])
+    assert len({cache.key, zero.key, two.key}) == 3
+    assert len(zero) == 4 and set(zero.targets([0, 1, 2, 3]).classes.tolist()) == {0}
+    assert len(two) == 0 and set(two.skipped.values()) == {"no target"}
+    assert len(two.targets([]).classes) == 0

@@ -120,6 +120,8 @@ def train(
         root=cache_dir(cfg) / "evidence",
         target_rule=target_rule(cfg, adapter),
         progress=progress,
+        # A dataset read with a class subset (data.classes) explains only those classes.
+        classes=getattr(dataset, "class_subset", None) if adapter.task == "detection" else None,
     )
     human = load_human_data(adapter, samples, cache.ids)
     skipped = {**cache.skipped, **human.skipped}
