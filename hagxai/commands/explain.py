@@ -20,6 +20,7 @@ from PIL import Image, ImageDraw
 from hagxai import explainers
 from hagxai.commands.layers import add_model_arguments, model_config
 from hagxai.config import resolve_device
+from hagxai.data.format import read_image
 from hagxai.errors import DataError, UserError
 from hagxai.evidence_extraction import Extraction, extract_evidence
 from hagxai.explainers.learned import LearnedExplainer
@@ -66,19 +67,11 @@ def image_paths(inputs: list[str]) -> list[Path]:
 
 def load_image(path: Path) -> torch.Tensor:
     """``3×H×W`` float in [0, 1]; a file that is not an image raises :class:`DataError`."""
-    # OpenCV rather than PIL: importing ultralytics patches PIL's Image.open to try installing an
-    # optional package whenever a file is not an image.
-    import cv2
-
     try:
-        data = np.fromfile(path, dtype=np.uint8)
-    except OSError as err:
-        raise DataError(f"{path} could not be read: {err}".splitlines()[0]) from None
-    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if decoded is None:
-        raise DataError(f"{path} is not a readable image")
-    array = decoded[..., ::-1].astype(np.float32) / 255.0
-    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+        array = read_image(path)
+    except DataError:
+        raise DataError(f"{path} is not a readable image") from None
+    return torch.from_numpy(array.astype(np.float32) / 255.0).permute(2, 0, 1)
 
 
 def overlay(image: torch.Tensor, saliency: np.ndarray, boxes: list[list[float]]) -> Image.Image:

@@ -38,6 +38,11 @@ def _spec(task: str, demo: DemoDataConfig, observer: ObserverConfig, seed: int) 
     }
 
 
+def spec_key(spec: dict) -> str:
+    """A short digest of everything that decides a cached entry's content (its folder name)."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def make_demo_dataset(
     root: Path,
     task: str,
@@ -117,8 +122,7 @@ def make_demo_dataset(
 def demo_dataset(cfg: RunConfig, progress: bool = True) -> Path:
     """The cached demo set for ``cfg`` (task, sizes, observer, seed); made on first use."""
     spec = _spec(cfg.data.task, cfg.data.demo, cfg.data.observer, cfg.seed)
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    root = cache_dir(cfg) / "datasets" / f"demo-{cfg.data.task}-{key}"
+    root = cache_dir(cfg) / "datasets" / f"demo-{cfg.data.task}-{spec_key(spec)}"
     if (root / MANIFEST).exists():
         return root
     partial = root.with_name(root.name + ".partial")

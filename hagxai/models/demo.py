@@ -11,7 +11,6 @@ matches, and retrained when not. Both are trained on the CPU unless CUDA is requ
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -28,11 +27,11 @@ from torch import nn
 
 from hagxai import __version__
 from hagxai.config import RunConfig, cache_dir, resolve_device
+from hagxai.data.demo import spec_key
 from hagxai.data.format import HumanAttentionDataset
+from hagxai.models.classifier import IMAGENET_MEAN, IMAGENET_STD
 from hagxai.models.ultralytics_env import import_ultralytics
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 DETECTOR_YAML = "yolov8n.yaml"
 CARD = "card.json"
 WEIGHTS = "model.safetensors"
@@ -45,10 +44,6 @@ class DemoModel:
     model: nn.Module
     card: dict[str, Any]
     path: Path
-
-
-def _key(spec: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def build_classifier(num_classes: int, width: int) -> nn.Module:
@@ -103,7 +98,7 @@ def train_classifier(cfg: RunConfig, data_root: Path, progress: bool = True) -> 
         "data": data.fingerprint,
         "num_classes": len(data.classes),
     }
-    folder = cache_dir(cfg) / "models" / f"demo-classifier-{_key(spec)}"
+    folder = cache_dir(cfg) / "models" / f"demo-classifier-{spec_key(spec)}"
     if (folder / CARD).exists():
         return load_classifier(folder)
     device = resolve_device(cfg.device)
@@ -193,7 +188,7 @@ def train_detector(cfg: RunConfig, data_root: Path, progress: bool = True) -> De
         "data": data.fingerprint,
         "num_classes": len(data.classes),
     }
-    folder = cache_dir(cfg) / "models" / f"demo-detector-{_key(spec)}"
+    folder = cache_dir(cfg) / "models" / f"demo-detector-{spec_key(spec)}"
     if (folder / CARD).exists():
         return load_detector(folder)
     ultralytics = import_ultralytics()
