@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         failed += not passed
         console.print(f"model: {model.path}\n  {metric} = {value:.3f} (bar {bar:.2f})")
         run_dir = cfg.run_dir
-        adapter = demo_adapter(cfg, data_root)
+        adapter = demo_adapter(cfg, data_root, trained=model)
         trained = train(cfg, overwrite=True, console=console, adapter=adapter, dataset=data)
         methods = trained["methods"]
         for label, key in [

@@ -273,17 +273,23 @@ def demo_model(cfg: RunConfig, data_root: Path, progress: bool = True) -> DemoMo
     return train_detector(cfg, data_root, progress)
 
 
-def demo_adapter(cfg: RunConfig, data_root: Path | None = None, progress: bool = True):
+def demo_adapter(
+    cfg: RunConfig,
+    data_root: Path | None = None,
+    progress: bool = True,
+    trained: DemoModel | None = None,
+):
     """The adapter of the demo model for ``cfg`` (trained on first use), with ``cfg.model.layers``.
 
-    ``data_root`` defaults to the cached demo set of ``cfg``.
+    ``data_root`` defaults to the cached demo set of ``cfg``; ``trained`` is a demo model the
+    caller already holds (else it is loaded or trained).
     """
     from hagxai.data.demo import demo_dataset
     from hagxai.models.classifier import ClassifierAdapter
     from hagxai.models.yolo import YoloAdapter
 
-    root = data_root or demo_dataset(cfg, progress)
-    trained = demo_model(cfg, root, progress)
+    if trained is None:
+        trained = demo_model(cfg, data_root or demo_dataset(cfg, progress), progress)
     size = tuple(trained.card["input_size"])
     device = resolve_device(cfg.device)
     if cfg.data.task == "classification":
