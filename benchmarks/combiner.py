@@ -28,11 +28,12 @@ import torch
 import torch.nn.functional as F
 
 from hagxai.cache import EvidenceCache
-from hagxai.combiner import HAGCombiner, hag_loss, separable_smooth
+from hagxai.combiner import HAGCombiner, separable_smooth
 from hagxai.config import DemoDataConfig, ModelConfig, ObserverConfig
 from hagxai.data.demo import make_demo_dataset
 from hagxai.data.format import HumanAttentionDataset
 from hagxai.evidence import Evidence
+from hagxai.losses import hag_loss
 from hagxai.models import build_adapter
 
 

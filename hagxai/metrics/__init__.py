@@ -3,35 +3,31 @@
 :mod:`hagxai.metrics.plausibility` compares saliency maps with human attention (the MIT /
 Tübingen saliency-benchmark definitions); :mod:`hagxai.metrics.faithfulness` perturbs images in
 the maps' order and re-scores them through a scorer callable (deletion / insertion). Each module
-declares its metrics in a registry of :class:`Metric` records, so callers can iterate over them and
-know which way is better.
+declares its metrics as :class:`Metric` records; :data:`METRICS` holds them all, in the order
+tables and files show them, and :func:`get` finds one by name. Everything that lists metrics
+(validation, best-epoch selection, CSV columns, tables, logging) reads this registry.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from hagxai.metrics.base import Metric, MetricWarning
+from hagxai.metrics.faithfulness import FAITHFULNESS
+from hagxai.metrics.plausibility import PLAUSIBILITY
+
+METRICS: dict[str, Metric] = {**PLAUSIBILITY, **FAITHFULNESS}
+"""Every metric by name: plausibility first, then faithfulness."""
 
 
-class MetricWarning(RuntimeWarning):
-    """A metric value is NaN or computed on fewer inputs than given; the message says how many."""
+def get(name: str) -> Metric:
+    """The metric called ``name``.
 
-
-@dataclass(frozen=True)
-class Metric:
-    """What a metric is and how to call it.
-
-    Attributes:
-        name: short name used in tables and logs (``"cc"``, ``"deletion"``).
-        fn: the function; call it with keyword arguments: ``maps`` (``B×H×W``) and those named
-            in ``inputs``.
-        higher_is_better: whether a larger value means a better explanation.
-        inputs: names of the keyword arguments ``fn`` needs besides the maps
-            (``("human_maps",)``, ``("fixations", "other_fixations")``, ``("images", "scorer")``).
+    Raises:
+        KeyError: an unknown name, listing the known ones.
     """
+    try:
+        return METRICS[name]
+    except KeyError:
+        raise KeyError(f"unknown metric {name!r} (known: {', '.join(METRICS)})") from None
 
-    name: str
-    fn: Callable[..., Any]
-    higher_is_better: bool
-    inputs: tuple[str, ...]
+
+__all__ = ["FAITHFULNESS", "METRICS", "PLAUSIBILITY", "Metric", "MetricWarning", "get"]

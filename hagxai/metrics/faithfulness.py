@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hagxai.metrics import Metric, MetricWarning
+from hagxai.metrics.base import Metric, MetricWarning
 
 Scorer = Callable[[Tensor, Tensor], Tensor]
 """``scorer(images N×C×H×W, image_ids N long) -> N`` scores: the score of image

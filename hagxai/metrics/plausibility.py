@@ -48,10 +48,10 @@ import torch
 from torch import Tensor
 from torch.nn.utils.rnn import pad_sequence
 
-from hagxai.metrics import Metric, MetricWarning
+from hagxai.metrics.base import Metric, MetricWarning
 
 # The MIT benchmark's KLD regularisation, written as pysaliency writes it (MATLAB's eps, rounded).
-_KLD_EPS = 2.2204e-16
+KLD_EPS = 2.2204e-16
 # MATLAB's eps, as the MIT InfoGain code adds it inside both logarithms.
 _INFO_GAIN_EPS = 2.0**-52
 
@@ -144,7 +144,7 @@ def _masked_mean(values: Tensor, mask: Tensor, metric: str) -> Tensor:
     return _warn_nan(mean, count == 0, metric, "have no fixations inside the map")
 
 
-def _density(maps: Tensor) -> Tensor:
+def density(maps: Tensor) -> Tensor:
     """pysaliency's ``convert_saliency_map_to_density(minimum_value=0)``, batched."""
     flat = maps.flatten(1)
     low = flat.amin(1, keepdim=True)
@@ -289,9 +289,9 @@ def kld(maps: Tensor, human_maps: Tensor) -> Tensor:
     maps = _check_maps(maps, "maps")
     human_maps = _check_maps(human_maps, "human_maps")
     _check_same_shape(maps, human_maps, "maps", "human_maps")
-    p = _density(maps)
-    q = _density(human_maps)
-    return (q * torch.log(_KLD_EPS + q / (p + _KLD_EPS))).sum(1)
+    p = density(maps)
+    q = density(human_maps)
+    return (q * torch.log(KLD_EPS + q / (p + KLD_EPS))).sum(1)
 
 
 def sim(maps: Tensor, human_maps: Tensor) -> Tensor:
@@ -307,7 +307,7 @@ def sim(maps: Tensor, human_maps: Tensor) -> Tensor:
     maps = _check_maps(maps, "maps")
     human_maps = _check_maps(human_maps, "human_maps")
     _check_same_shape(maps, human_maps, "maps", "human_maps")
-    return torch.minimum(_density(maps), _density(human_maps)).sum(1)
+    return torch.minimum(density(maps), density(human_maps)).sum(1)
 
 
 def information_gain(maps: Tensor, fixations: Fixations, baseline_maps: Tensor) -> Tensor:
@@ -397,8 +397,6 @@ PLAUSIBILITY: dict[str, Metric] = {
     m.name: m
     for m in (
         Metric("cc", cc, higher_is_better=True, inputs=("human_maps",)),
-        Metric("kld", kld, higher_is_better=False, inputs=("human_maps",)),
-        Metric("sim", sim, higher_is_better=True, inputs=("human_maps",)),
         Metric("nss", nss, higher_is_better=True, inputs=("fixations",)),
         Metric("auc_judd", auc_judd, higher_is_better=True, inputs=("fixations",)),
         Metric(
@@ -407,6 +405,8 @@ PLAUSIBILITY: dict[str, Metric] = {
             higher_is_better=True,
             inputs=("fixations", "other_fixations"),
         ),
+        Metric("kld", kld, higher_is_better=False, inputs=("human_maps",)),
+        Metric("sim", sim, higher_is_better=True, inputs=("human_maps",)),
         Metric(
             "information_gain",
             information_gain,
@@ -415,4 +415,5 @@ PLAUSIBILITY: dict[str, Metric] = {
         ),
     )
 }
-"""The plausibility metrics by name: call ``m.fn(maps=..., **{k: data[k] for k in m.inputs})``."""
+"""The plausibility metrics by name, in the order tables show them: call
+``m.fn(maps=..., **{k: data[k] for k in m.inputs})``."""

@@ -157,7 +157,7 @@ def grouped(fn, maps: Sequence[Tensor], others: Sequence[Tensor], *, stack: bool
 
 
 def batch_loss(loss_fn, maps: Sequence[Tensor], human: Sequence[Tensor]) -> Tensor:
-    """``loss_fn`` (a batch-mean loss such as :func:`~hagxai.combiner.hag_loss`) over groups of
+    """``loss_fn`` (a batch-mean loss such as :func:`~hagxai.losses.hag_loss`) over groups of
     equal size, weighted by group size: the mean over images, as for one equal-size batch."""
     groups: dict[tuple[int, ...], list[int]] = {}
     for i, m in enumerate(maps):

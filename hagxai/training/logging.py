@@ -17,21 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from hagxai.config import RunConfig
+from hagxai.training.metrics import NAMES
 
-COLUMNS = [
-    "fold",
-    "epoch",
-    "lr",
-    "train_loss",
-    "val_loss",
-    "cc",
-    "nss",
-    "auc_judd",
-    "kld",
-    "sim",
-    "deletion",
-    "insertion",
-]
+COLUMNS = ["fold", "epoch", "lr", "train_loss", *NAMES]
+"""``metrics.csv``'s columns: the row's place and schedule, then every training metric."""
 
 
 def _clean(value: Any) -> Any:

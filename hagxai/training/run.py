@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -32,9 +33,8 @@ from hagxai.training.checkpoint import CHECKPOINT, load_checkpoint
 from hagxai.training.data import load_human_data
 from hagxai.training.folds import load_folds, make_folds, save_folds
 from hagxai.training.logging import RunLog
-from hagxai.training.trainer import METRICS, FoldResult, Trainer, check_select_metric
-
-SHOWN = ("val_loss", "cc", "nss", "auc_judd", "kld", "sim", "deletion", "insertion")
+from hagxai.training.metrics import NAMES, higher_is_better
+from hagxai.training.trainer import FoldResult, Trainer, check_select_metric
 
 
 def build_model_and_data(cfg: RunConfig, progress: bool = True):
@@ -75,6 +75,7 @@ def train(
     console: Console | None = None,
     adapter: ModelAdapter | None = None,
     dataset: HumanAttentionDataset | None = None,
+    on_step: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the k-fold training of ``cfg`` into ``cfg.run_dir``.
 
@@ -85,6 +86,7 @@ def train(
         progress: progress bars.
         console: where tables go (default: a new rich console).
         adapter, dataset: reuse an already built model and dataset (else from ``cfg``).
+        on_step: called after every optimiser step (:class:`~hagxai.training.trainer.Trainer`).
 
     Returns:
         The summary (also in ``summary.json``).
@@ -169,6 +171,7 @@ def train(
         resolve_device(cfg.device),
         on_epoch=log.epoch,
         on_fold_end=fold_end,
+        on_step=on_step,
         progress=progress,
     )
     results = trainer.run(resume=resume)
@@ -223,10 +226,10 @@ def summarise(
     for name in cfg.train.baselines:
         rows[name] = [r.baselines[name] for r in results]
     methods = {
-        method: {k: _mean_std([r.get(k, float("nan")) for r in values]) for k in SHOWN}
+        method: {k: _mean_std([r.get(k, float("nan")) for r in values]) for k in NAMES}
         for method, values in rows.items()
     }
-    sign = 1 if METRICS[metric] else -1
+    sign = 1 if higher_is_better(metric) else -1
     scored = [
         (sign * r.best[metric], -r.fold)
         for r in results
@@ -254,16 +257,16 @@ def summary_table(summary: dict[str, Any]) -> Table:
     """A rich table: per fold the best epoch's metrics, then mean ± std for every method."""
     table = Table(title=f"{summary['name']}: held-out folds ({summary['skipped']} samples skipped)")
     table.add_column("row")
-    for key in SHOWN:
+    for key in NAMES:
         table.add_column(key, justify="right")
     for fold in summary["folds"]:
         values = fold["best"]
         table.add_row(
             f"fold {fold['fold']} (epoch {fold['best_epoch']})",
-            *[f"{values[k]:.3f}" if k in values else "–" for k in SHOWN],
+            *[f"{values[k]:.3f}" if k in values else "–" for k in NAMES],
         )
     for method, stats in summary["methods"].items():
-        table.add_row(f"{method} mean ± std", *[_cell(stats[k]) for k in SHOWN])
+        table.add_row(f"{method} mean ± std", *[_cell(stats[k]) for k in NAMES])
     return table
 
 
@@ -276,15 +279,15 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         f"{summary['skipped']} samples skipped; selected by {summary['select_metric']}; "
         f"best fold {summary['best_fold']}.",
         "",
-        "| row | " + " | ".join(SHOWN) + " |",
-        "|---" * (len(SHOWN) + 1) + "|",
+        "| row | " + " | ".join(NAMES) + " |",
+        "|---" * (len(NAMES) + 1) + "|",
     ]
     for fold in summary["folds"]:
         values = fold["best"]
-        cells = [f"{values[k]:.3f}" if k in values else "–" for k in SHOWN]
+        cells = [f"{values[k]:.3f}" if k in values else "–" for k in NAMES]
         lines.append(
             f"| fold {fold['fold']} (epoch {fold['best_epoch']}) | " + " | ".join(cells) + " |"
         )
     for method, stats in summary["methods"].items():
-        lines.append(f"| {method} | " + " | ".join(_cell(stats[k]) for k in SHOWN) + " |")
+        lines.append(f"| {method} | " + " | ".join(_cell(stats[k]) for k in NAMES) + " |")
     return "\n".join(lines) + "\n"

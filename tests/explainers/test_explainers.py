@@ -67,3 +67,6 @@ def test_uniform_random_is_seeded():
     evidence = _evidence()
     first = explainers.get("uniform_random", seed=4)(evidence, (6, 6))
     assert torch.equal(first, explainers.get("uniform_random", seed=4)(evidence, (6, 6)))
+    other = explainers.get("uniform_random", seed=5)(evidence, (6, 6))
+    assert not torch.equal(first, other), "another seed must give other maps"
+    assert torch.equal(first, explainers.get("uniform_random", seed=4)(evidence, (6, 6)))

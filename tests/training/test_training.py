@@ -137,6 +137,21 @@ def test_run_writes_outputs_and_skips_bad_samples(tiny, tmp_path):
         assert {"cc", "nss", "auc_judd", "kld", "sim", "deletion", "insertion"} <= set(fold["best"])
         assert "cc" in fold["initial"] and "cc" in fold["baselines"]["gradcam"]
     assert set(summary["methods"]) == {"learned", "initial", "gradcam"}
+    # the exported epoch of each fold is the best by select_metric in the logged history
+    select = cfg.train.select_metric
+    assert select == "val_loss"  # lower is better; ties keep the earlier epoch
+    for fold in summary["folds"]:
+        history = [r for r in rows if r["fold"] == fold["fold"]]
+        values = [r[select] for r in history]
+        chosen = history[values.index(min(values))]
+        assert fold["best_epoch"] == chosen["epoch"]
+        for key in ("val_loss", "cc", "nss", "auc_judd", "kld", "sim"):
+            assert fold["best"][key] == pytest.approx(chosen[key], rel=1e-6), key
+        assert fold["initial"]["val_loss"] == pytest.approx(history[0]["val_loss"], rel=1e-6)
+    best = [fold["best"][select] for fold in summary["folds"]]
+    assert summary["best_fold"] == best.index(min(best))
+    card = json.loads((run / "best" / "combiner.json").read_text())
+    assert f"fold {summary['best_fold']}," in card["provenance"]
     with pytest.raises(UserError, match="already holds a run"):
         train(cfg, progress=False, adapter=adapter, dataset=HumanAttentionDataset(root))
 
@@ -160,6 +175,16 @@ def _hagxai(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     )
 
 
+# ``hagxai train`` whose optimiser steps each sleep, through the trainer's step callback, so a
+# kill shortly after epoch 2's checkpoint lands mid-epoch 3.
+_SLOW_TRAIN = """
+import sys, time
+from hagxai.config import load_config
+from hagxai.training import train
+train(load_config(sys.argv[1], sys.argv[2:]), progress=False, on_step=lambda: time.sleep(0.3))
+"""
+
+
 def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tiny, tmp_path):
     cfg = tiny[0].model_copy(deep=True)
     cfg.output_dir = tmp_path
@@ -169,9 +194,13 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tiny, tmp_path):
     straight = _hagxai(["-c", str(config), "name=straight"], env)
     assert straight.wait(timeout=300) == 0, straight.stderr.read().decode()
 
-    # Each optimiser step sleeps, so a kill shortly after epoch 2's checkpoint lands mid-epoch 3.
-    slow = {**env, "HAGXAI_TRAIN_STEP_DELAY": "0.3"}
-    killed = _hagxai(["-c", str(config), "name=killed"], slow)
+    killed = subprocess.Popen(
+        [sys.executable, "-c", _SLOW_TRAIN, str(config), "name=killed"],
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     checkpoint = tmp_path / "killed" / CHECKPOINT
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:

@@ -1,0 +1,34 @@
+"""The faithfulness scorer made from an adapter and the explained targets."""
+
+from __future__ import annotations
+
+import torch
+
+from hagxai.evaluation import target_scorer
+from hagxai.models import Targets
+
+
+class _FixedScores:
+    """An adapter stand-in whose rescore gives target ``t`` the score ``(t + 1) / 10`` times the
+    image's mean pixel, for every perturbed image."""
+
+    device = torch.device("cpu")
+
+    def rescore(self, x: torch.Tensor, targets: Targets) -> torch.Tensor:
+        per_target = (torch.arange(len(targets), dtype=torch.float32) + 1) / 10
+        return x.mean((1, 2, 3))[:, None] * per_target[None, :]
+
+
+def test_target_scorer_averages_each_images_own_targets():
+    # image 0 has targets 0 and 1, image 1 none, image 2 target 2
+    targets = Targets(
+        image_index=torch.tensor([0, 0, 2]),
+        classes=torch.tensor([3, 4, 3]),
+        confidences=torch.tensor([0.9, 0.8, 0.7]),
+    )
+    scorer = target_scorer(_FixedScores(), targets)
+    images = torch.stack([torch.full((3, 4, 4), v) for v in (1.0, 0.5, 1.0, 0.2)])
+    image_ids = torch.tensor([0, 1, 2, 0])  # perturbed copies of images 0, 1, 2 and 0 again
+    scores = scorer(images, image_ids)
+    expected = torch.tensor([(0.1 + 0.2) / 2, 0.0, 0.3, 0.2 * (0.1 + 0.2) / 2])
+    torch.testing.assert_close(scores, expected)
