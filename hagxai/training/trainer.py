@@ -41,6 +41,7 @@ from typing import Any
 import torch
 
 from hagxai import explainers
+from hagxai.cache import EvidenceSource
 from hagxai.combiner import HAGCombiner, hag_loss
 from hagxai.config import RunConfig
 from hagxai.errors import ConfigError
@@ -129,7 +130,7 @@ class Trainer:
     Args:
         cfg: the run's config (``train``, ``seed``).
         adapter: the frozen model (faithfulness re-scores through it).
-        cache: an evidence cache (:func:`hagxai.cache.open_evidence`).
+        cache: the evidence of the images (:func:`hagxai.cache.open_evidence`).
         human: the human data of the cache's images (:func:`load_human_data`).
         folds: per fold, held-out cache positions.
         images: ``position -> 3×H×W`` float image loader (faithfulness subset only).
@@ -144,7 +145,7 @@ class Trainer:
         self,
         cfg: RunConfig,
         adapter: ModelAdapter,
-        cache: Any,
+        cache: EvidenceSource,
         human: HumanData,
         folds: Sequence[Sequence[int]],
         images: Callable[[int], torch.Tensor],
