@@ -13,9 +13,7 @@ import datetime
 import hashlib
 import json
 import math
-import os
 import platform
-import tempfile
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -26,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from hagxai.atomic import write_atomic
 from hagxai.combiner import PARAMETER_MEANING, REFERENCE_TO_PARAMETER, HAGCombiner
 from hagxai.errors import UserError
 
@@ -98,18 +97,6 @@ def _sha256_file(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _write_atomic(path: Path, write: Any) -> None:
-    """Write through a temporary file in the same folder, so a reader never sees half a file."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
 
 
 def save_combiner(
@@ -188,10 +175,10 @@ def save_combiner(
     }
     out.mkdir(parents=True, exist_ok=True)
     header = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
-    _write_atomic(out / TENSORS_FILE, lambda path: save_file(tensors, path, metadata=header))
+    write_atomic(out / TENSORS_FILE, lambda path: save_file(tensors, path, metadata=header))
     card["tensors"]["sha256"] = _sha256_file(out / TENSORS_FILE)
     text = json.dumps(card, indent=2, allow_nan=False) + "\n"
-    _write_atomic(out / CARD_FILE, lambda path: Path(path).write_text(text))
+    write_atomic(out / CARD_FILE, text.encode())
     return out
 
 

@@ -3,15 +3,13 @@
 Tensors (combiner parameters, the best combiner so far, Adam's moment and step tensors, the
 torch RNG state as ``uint8``) are safetensors entries; everything else (epoch, fold, best-so-far
 metrics, early-stop counter, metric history, optimiser hyper-parameters) is JSON in the file's
-metadata under ``"state"``. One file written to a temporary name and ``os.replace``-d, so a
-reader sees the previous checkpoint or the new one, never half of one, even after SIGKILL.
+metadata under ``"state"``. One file written atomically (:func:`hagxai.atomic.write_atomic`), so
+a reader sees the previous checkpoint or the new one, never half of one, even after SIGKILL.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from hagxai.atomic import write_atomic
 from hagxai.errors import UserError
 
 CHECKPOINT = "checkpoint.safetensors"
@@ -54,14 +53,8 @@ def save_checkpoint(path: Path, tensors: dict[str, Tensor], state: dict[str, Any
     """Atomically write ``tensors`` and the JSON ``state`` to ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(handle)
-    try:
-        save_file(clean, temporary, metadata={"state": json.dumps(state, allow_nan=True)})
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+    metadata = {"state": json.dumps(state, allow_nan=True)}
+    write_atomic(path, lambda temporary: save_file(clean, temporary, metadata=metadata))
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:

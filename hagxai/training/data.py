@@ -23,23 +23,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from hagxai.cache import EvidenceSource
 from hagxai.data.format import Sample
 from hagxai.errors import DataError
 from hagxai.metrics.plausibility import fixations_from_map
-from hagxai.models.base import Frame, ModelAdapter
+from hagxai.models.base import Frame
 from hagxai.pil import open_image
 
 
 @dataclass
 class HumanData:
-    """Human attention of the cached images, in cache order.
+    """Human attention of the images of an evidence source, in its order.
 
     Attributes:
         maps: per image, ``H_i×W_i`` float32 scaled to ``[0, 1]`` by its maximum.
         fixations: per image, ``N_i×2`` (x, y) in the map's pixels (recorded fixations scaled
             from image to map pixels, or the top of the map when none are recorded).
-        frames: per image, the model-input frame, or ``None`` for a plain resize.
-        keep: positions (in the cache) whose human data was usable.
+        frames: per image, the model-input frame (from the evidence source), or ``None`` for a
+            plain resize.
+        keep: positions (in the evidence source) whose human data was usable.
         skipped: sample id -> why it was left out.
     """
 
@@ -50,29 +52,24 @@ class HumanData:
     skipped: dict[str, str]
 
 
-def _frame(adapter: ModelAdapter, size: tuple[int, int], known: dict) -> Frame | None:
-    """The adapter's frame for an image of ``size``; ``None`` when it is a plain resize."""
-    if size not in known:
-        frame = adapter.preprocess([torch.zeros(3, *size)]).frames[0]
-        known[size] = None if frame.pad == (0.0, 0.0) else frame
-    return known[size]
+def _render_frame(frame: Frame) -> Frame | None:
+    """The source's frame, or ``None`` for a plain resize (no padding in the input)."""
+    return None if frame.pad == (0.0, 0.0) else frame
 
 
-def load_human_data(adapter: ModelAdapter, samples: Sequence[Sample], ids: Sequence[str]):
-    """Read the human maps and fixations of the cached images ``ids`` (a bad one is skipped).
+def load_human_data(source: EvidenceSource, samples: Sequence[Sample]) -> HumanData:
+    """Read the human maps and fixations of the images of ``source`` (a bad one is skipped).
 
     Args:
-        adapter: the model adapter (for the input frames).
-        samples: the dataset samples (a superset of ``ids``).
-        ids: the cache's image ids, in cache order.
+        source: the evidence of the images (their ids, in order, and their input frames).
+        samples: the dataset samples (a superset of ``source.ids``).
 
     Returns:
-        :class:`HumanData`.
+        :class:`HumanData`, positions and frames in ``source``'s order.
     """
     by_id = {s.id: s for s in samples}
-    maps, fixations, frames, keep, skipped = [], [], [], [], {}
-    known: dict = {}
-    for position, sample_id in enumerate(ids):
+    maps, fixations, keep, skipped = [], [], [], {}
+    for position, sample_id in enumerate(source.ids):
         sample = by_id[sample_id]
         try:
             human = sample.load_map()
@@ -93,8 +90,8 @@ def load_human_data(adapter: ModelAdapter, samples: Sequence[Sample], ids: Seque
             fix = fixations_from_map(human_t[None])[0]
         maps.append(human_t)
         fixations.append(fix)
-        frames.append(_frame(adapter, (height, width), known))
         keep.append(position)
+    frames = [_render_frame(frame) for frame in source.frames(keep)]
     return HumanData(maps, fixations, frames, keep, skipped)
 
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 from rich.console import Console
 from rich.table import Table
 
-from hagxai.cache import open_evidence
+from hagxai.cache import EvidenceSource, TargetRule, open_evidence
 from hagxai.combiner import HAGCombiner
 from hagxai.config import RunConfig, cache_dir, resolve_device, save_config
 from hagxai.console import make_console
@@ -59,11 +59,20 @@ def build_model_and_data(cfg: RunConfig, progress: bool = True):
     return adapter, dataset
 
 
-def target_rule(cfg: RunConfig, adapter: ModelAdapter) -> str:
-    """``train.target_rule``, with ``auto`` as ``label`` (classifier) or ``boxes`` (detector)."""
-    if cfg.train.target_rule != "auto":
-        return cfg.train.target_rule
-    return "label" if adapter.task == "classification" else "boxes"
+def target_rule(
+    cfg: RunConfig, adapter: ModelAdapter, classes: Sequence[int] | None = None
+) -> TargetRule:
+    """``train.target_rule``, with ``auto`` as ``label`` (classifier) or ``boxes`` (detector).
+
+    Args:
+        cfg: the run's config.
+        adapter: the model (its task decides ``auto``).
+        classes: the dataset's class subset; a detector explains only these classes.
+    """
+    rule = cfg.train.target_rule
+    if rule == "auto":
+        rule = "label" if adapter.task == "classification" else "boxes"
+    return TargetRule(rule, classes=classes if adapter.task == "detection" else None)
 
 
 def train(
@@ -120,12 +129,11 @@ def train(
         samples,
         layers=adapter.resolve_layers(cfg.model.layers),
         root=cache_dir(cfg) / "evidence",
-        target_rule=target_rule(cfg, adapter),
-        progress=progress,
         # A dataset read with a class subset (data.classes) explains only those classes.
-        classes=getattr(dataset, "class_subset", None) if adapter.task == "detection" else None,
+        rule=target_rule(cfg, adapter, getattr(dataset, "class_subset", None)),
+        progress=progress,
     )
-    human = load_human_data(adapter, samples, cache.ids)
+    human = load_human_data(cache, samples)
     skipped = {**cache.skipped, **human.skipped}
     usable = [cache.ids[p] for p in human.keep]
     folds_path = run_dir / "folds.json"
@@ -196,7 +204,7 @@ def train(
     return summary
 
 
-def _grid(cache) -> tuple[int, int]:
+def _grid(cache: EvidenceSource) -> tuple[int, int]:
     evidence = cache.evidence([0])
     return max((tuple(a.shape[-2:]) for a in evidence.acts.values()), key=lambda s: s[0] * s[1])
 

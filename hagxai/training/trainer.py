@@ -40,6 +40,7 @@ from typing import Any
 import torch
 
 from hagxai import explainers
+from hagxai.cache import EvidenceSource
 from hagxai.combiner import HAGCombiner
 from hagxai.config import RunConfig
 from hagxai.errors import ConfigError
@@ -133,7 +134,7 @@ class Trainer:
         self,
         cfg: RunConfig,
         adapter: ModelAdapter,
-        cache: Any,
+        cache: EvidenceSource,
         human: HumanData,
         folds: Sequence[Sequence[int]],
         images: Callable[[int], torch.Tensor],

@@ -1,0 +1,38 @@
+"""Atomic writes: the new file whole, or the old one untouched, and no temporary left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hagxai.atomic import write_atomic
+
+
+def test_bytes_and_writers_replace_the_file(tmp_path):
+    path = tmp_path / "f.json"
+    write_atomic(path, b"first")
+    assert path.read_bytes() == b"first"
+    write_atomic(path, lambda temporary: Path(temporary).write_text("second"))
+    assert path.read_text() == "second"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]
+
+
+def test_a_failing_writer_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"old")
+
+    def failing(temporary: Path) -> None:
+        temporary.write_bytes(b"half of the ne")
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_atomic(path, failing)
+    assert path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+def test_a_missing_folder_is_an_error_and_writes_nothing(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        write_atomic(tmp_path / "missing" / "f", b"x")
+    assert list(tmp_path.iterdir()) == []
