@@ -59,10 +59,8 @@ from torch import Tensor
 
 from hagxai.data.format import Sample
 from hagxai.errors import DataError, UserError
-from hagxai.evidence import Evidence
-from hagxai.evidence_extraction import extract_evidence
-from hagxai.export import model_digest
-from hagxai.models.base import Frame, ModelAdapter, Targets, TargetSpec, capture_layers
+from hagxai.evidence import Evidence, capture_layers, extract_evidence
+from hagxai.models import Frame, ModelAdapter, Targets, TargetSpec, model_digest
 from hagxai.pil import open_image
 
 CACHE_FORMAT = "hagxai-evidence-cache"

@@ -47,7 +47,7 @@ from hagxai.errors import ConfigError
 from hagxai.evaluation import faithfulness
 from hagxai.metrics import MetricWarning
 from hagxai.metrics.plausibility import auc_judd, cc, kld, nss, sim
-from hagxai.models.base import ModelAdapter
+from hagxai.models import ModelAdapter
 from hagxai.training.checkpoint import (
     CHECKPOINT,
     load_checkpoint,

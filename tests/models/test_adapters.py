@@ -7,7 +7,7 @@ import torch
 
 from hagxai.config import ModelConfig
 from hagxai.errors import UserError
-from hagxai.evidence_extraction import extract_evidence
+from hagxai.evidence import extract_evidence
 from hagxai.explainers.perturbation import perturbation_maps
 from hagxai.models import TargetSpec, build_adapter, register_adapter
 
@@ -34,6 +34,19 @@ def test_local_weights_file_is_loaded(tmp_path):
     torch.save({"state_dict": source.model.state_dict()}, tmp_path / "w.pt")
     loaded = build_adapter(ModelConfig(name="resnet18", num_classes=3, weights=tmp_path / "w.pt"))
     torch.testing.assert_close(loaded.model.fc.weight, source.model.fc.weight)
+
+
+def test_config_layers_become_the_default_layers():
+    plain = build_adapter(ModelConfig(name="resnet18", num_classes=2, input_size=(64, 64)))
+    assert plain.default_layers() == plain.family_layers() == ["layer4"]
+    chosen = build_adapter(
+        ModelConfig(
+            name="resnet18", num_classes=2, input_size=(64, 64), layers=["layer3", "layer4"]
+        )
+    )
+    assert chosen.default_layers() == ["layer3", "layer4"]
+    yolo = build_adapter(ModelConfig(name="yolov8n.yaml", input_size=(96, 96), layers=["head"]))
+    assert yolo.default_layers() == yolo.head_layers() != yolo.family_layers()
 
 
 def test_registered_builder_is_used():

@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from hagxai.config import ModelConfig
-from hagxai.evidence_extraction import extract_evidence
+from hagxai.evidence import capture_layers, extract_evidence
 from hagxai.explainers.perturbation import perturbation_maps
 from hagxai.models import TargetSpec, build_adapter
-from hagxai.models.base import capture_layers
 
 
 @pytest.mark.slow
