@@ -24,9 +24,8 @@ import torch
 
 from hagxai import explainers
 from hagxai.config import ModelConfig
-from hagxai.evidence_extraction import extract_evidence
+from hagxai.evidence import capture_layers, extract_evidence
 from hagxai.models import TargetSpec, build_adapter
-from hagxai.models.base import capture_layers
 
 
 def _timed(fn) -> float:

@@ -19,7 +19,7 @@ from hagxai.metrics.faithfulness import (
     deletion,
     insertion,
 )
-from hagxai.models.base import ModelAdapter, Targets
+from hagxai.models import ModelAdapter, Targets
 
 
 def target_scorer(adapter: ModelAdapter, targets: Targets) -> Scorer:

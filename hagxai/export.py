@@ -22,7 +22,6 @@ from typing import Any
 import safetensors
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
 
 from hagxai.atomic import write_atomic
 from hagxai.combiner import PARAMETER_MEANING, REFERENCE_TO_PARAMETER, HAGCombiner
@@ -40,31 +39,6 @@ class CombinerError(UserError):
 
 class CombinerMismatchError(CombinerError):
     """A combiner card made for another model (weights digest) or another layer set."""
-
-
-def model_digest(model: nn.Module) -> str:
-    """A fingerprint of a model's weights: ``"sha256:<hex>"``.
-
-    SHA-256 over every ``state_dict()`` entry (parameters and buffers) in sorted key order; for
-    each entry it hashes the key (UTF-8), the dtype name and the shape, each followed by a NUL
-    byte, then the tensor's raw bytes in row-major order as stored in memory (little-endian on
-    every platform torch supports). Device and ``requires_grad`` do not enter it; a weight that
-    changes in any bit, dtype or shape changes the digest.
-
-    Args:
-        model: any module.
-
-    Returns:
-        ``"sha256:"`` followed by 64 hex digits.
-    """
-    digest = hashlib.sha256()
-    state = model.state_dict()
-    for key in sorted(state):
-        tensor = state[key].detach().to("cpu").contiguous()
-        header = f"{key}\0{str(tensor.dtype).removeprefix('torch.')}\0{list(tensor.shape)}\0"
-        digest.update(header.encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return f"sha256:{digest.hexdigest()}"
 
 
 def _versions() -> dict[str, str]:
@@ -118,8 +92,8 @@ def save_combiner(
         combiner: the combiner to save (its layers and options go into the card).
         out_dir: the folder.
         model_name: the explained model's name (e.g. ``"yolov8n.yaml"``).
-        model_digest: :func:`model_digest` of the explained model; ``None`` leaves the card
-            unbound (it then loads for any model).
+        model_digest: :func:`~hagxai.models.digest.model_digest` of the explained model; ``None``
+            leaves the card unbound (it then loads for any model).
         input_size: ``(H, W)`` of the model input the evidence was computed on.
         grid: ``(h, w)`` of the common grid the combiner was trained on.
         data_fingerprint: a fingerprint of the training data.
@@ -220,8 +194,9 @@ def load_combiner(
 
     Args:
         directory: a folder written by :func:`save_combiner` or :func:`import_reference`.
-        model_digest: the :func:`model_digest` of the model to explain; refused if the card
-            records another one. A card without a digest (an unbound import) loads for any model.
+        model_digest: the :func:`~hagxai.models.digest.model_digest` of the model to explain;
+            refused if the card records another one. A card without a digest (an unbound import)
+            loads for any model.
         layers: the layers the model to explain hooks; refused if the card records another set.
             A card without layers (a layer-agnostic combiner) loads for any set.
         device: where the parameters go.

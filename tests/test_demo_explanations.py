@@ -5,7 +5,7 @@ import torch
 
 from hagxai.data import HumanAttentionDataset
 from hagxai.evaluation import faithfulness
-from hagxai.evidence_extraction import extract_evidence
+from hagxai.evidence import extract_evidence
 from hagxai.explainers.cam import target_maps
 from hagxai.models import TargetSpec
 from hagxai.models.demo import demo_adapter

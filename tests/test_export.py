@@ -22,10 +22,10 @@ from hagxai.export import (
     CombinerMismatchError,
     import_reference,
     load_combiner,
-    model_digest,
     read_card,
     save_combiner,
 )
+from hagxai.models import model_digest
 
 VALUES = dict(zip(REFERENCE_KEYS, [1.3, 0.7, 1.1, 0.05, 2.0, 4.5, 0.8, 2.5, 0.9]))
 
@@ -160,17 +160,3 @@ def test_import_reference_command(tmp_path: Path, capsys: pytest.CaptureFixture[
     with pytest.raises(CombinerError, match="exists"):
         import_command.run(parser.parse_args(argv))
     assert import_command.run(parser.parse_args([*argv, "--force"])) == 0
-
-
-def test_model_digest() -> None:
-    torch.manual_seed(3)
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
-    digest = model_digest(model)
-    assert digest.startswith("sha256:") and len(digest) == 7 + 64
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    assert model_digest(model) == digest
-    with torch.no_grad():
-        model[0].weight[0, 0, 0, 0] += 1e-6
-    assert model_digest(model) != digest
-    assert model_digest(model.double()) != model_digest(model.float())

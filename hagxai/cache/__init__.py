@@ -23,7 +23,7 @@ Layout, under ``root/<key>/``::
                              ``anchors`` and ``gt_index`` (``t``, when the adapter gives them)
 
 The **key** is the first 16 hex digits of a SHA-256 over: the cache format version, the model's
-weights digest (:func:`hagxai.export.model_digest`), the resolved layer names in order, the input
+weights digest (:func:`hagxai.models.model_digest`), the resolved layer names in order, the input
 size, the target rule and its thresholds, the storage dtype, whether maps are required, and the
 data fingerprint. The **data fingerprint** is a SHA-256 over each sample's id, image path, image
 file size and modification time (ns), label, boxes and box labels, and map path: a sample added,
@@ -57,7 +57,7 @@ from hagxai.cache.source import EvidenceSource
 from hagxai.cache.store import EvidenceCache
 from hagxai.cache.stream import StreamingEvidence
 from hagxai.data.format import Sample
-from hagxai.models.base import ModelAdapter
+from hagxai.models import ModelAdapter
 
 __all__ = [
     "TARGET_RULES",

@@ -13,8 +13,8 @@ from torch import Tensor
 
 from hagxai.cache.rules import TargetRule, sample_problem
 from hagxai.data.format import Sample
-from hagxai.evidence_extraction import extract_evidence
-from hagxai.models.base import Frame, ModelAdapter
+from hagxai.evidence import extract_evidence
+from hagxai.models import Frame, ModelAdapter
 
 TARGET_FIELDS = ("classes", "confidences", "boxes", "anchors", "gt_index")
 

@@ -13,8 +13,7 @@ import torch
 
 from hagxai.cache.rules import TargetRule
 from hagxai.data.format import Sample
-from hagxai.export import model_digest
-from hagxai.models.base import ModelAdapter
+from hagxai.models import ModelAdapter, model_digest
 
 CACHE_FORMAT = "hagxai-evidence-cache"
 CACHE_VERSION = 1

@@ -10,7 +10,7 @@ import torch
 
 from hagxai.data.format import Sample
 from hagxai.errors import DataError, UserError
-from hagxai.models.base import ModelAdapter, TargetSpec
+from hagxai.models import ModelAdapter, TargetSpec
 from hagxai.pil import open_image
 
 TARGET_RULES = {"classification": ("label", "predicted"), "detection": ("boxes", "detections")}

@@ -19,7 +19,7 @@ from hagxai.cache.key import CACHE_FORMAT, CACHE_VERSION
 from hagxai.cache.rules import TargetRule
 from hagxai.data.format import Sample
 from hagxai.errors import UserError
-from hagxai.models.base import ModelAdapter
+from hagxai.models import ModelAdapter
 
 INDEX_FILE = "index.json"
 _SAFETENSORS_DTYPES = {

@@ -9,7 +9,7 @@ from typing import Protocol, runtime_checkable
 import torch
 
 from hagxai.evidence import Evidence
-from hagxai.models.base import Frame, Targets
+from hagxai.models import Frame, Targets
 
 
 @runtime_checkable

@@ -26,7 +26,7 @@ from hagxai.console import progress_bar
 from hagxai.data.format import Sample
 from hagxai.errors import UserError
 from hagxai.evidence import Evidence
-from hagxai.models.base import Frame, ModelAdapter, Targets
+from hagxai.models import Frame, ModelAdapter, Targets
 
 
 class EvidenceCache:

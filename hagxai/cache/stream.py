@@ -11,8 +11,8 @@ from hagxai.cache.compute import Computed, compute, load_image
 from hagxai.cache.rules import DEFAULT_RULE, TargetRule, sample_problem
 from hagxai.data.format import Sample
 from hagxai.errors import DataError
-from hagxai.evidence import Evidence
-from hagxai.models.base import Frame, ModelAdapter, Targets, capture_layers
+from hagxai.evidence import Evidence, capture_layers
+from hagxai.models import Frame, ModelAdapter, Targets
 
 
 class StreamingEvidence:

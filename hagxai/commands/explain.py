@@ -22,7 +22,7 @@ from hagxai.commands.layers import add_model_arguments, model_config
 from hagxai.config import resolve_device
 from hagxai.data.format import read_image
 from hagxai.errors import DataError, UserError
-from hagxai.evidence_extraction import Extraction, extract_evidence
+from hagxai.evidence import Extraction, extract_evidence
 from hagxai.explainers.learned import LearnedExplainer
 from hagxai.explainers.perturbation import perturbation_maps
 from hagxai.models import TargetSpec, build_adapter

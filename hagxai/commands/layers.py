@@ -9,8 +9,8 @@ from rich.table import Table
 
 from hagxai.config import ModelConfig
 from hagxai.console import make_console
+from hagxai.evidence import trace_layer_shapes
 from hagxai.models import build_adapter
-from hagxai.models.base import trace_layer_shapes
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

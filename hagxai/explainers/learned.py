@@ -13,10 +13,9 @@ import torch
 from torch import Tensor
 
 from hagxai.combiner import HAGCombiner
-from hagxai.evidence import Evidence
-from hagxai.evidence_extraction import Extraction, extract_evidence
-from hagxai.export import CombinerMismatchError, load_combiner, model_digest, read_card
-from hagxai.models.base import ModelAdapter, TargetSpec
+from hagxai.evidence import Evidence, Extraction, extract_evidence
+from hagxai.export import CombinerMismatchError, load_combiner, read_card
+from hagxai.models import ModelAdapter, TargetSpec, model_digest
 
 
 class LearnedExplainer:

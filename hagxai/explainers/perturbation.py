@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hagxai.explainers.cam import combine_targets, resize_maps
-from hagxai.models.base import ModelAdapter, Targets
+from hagxai.models import ModelAdapter, Targets
 
 
 def rise_masks(

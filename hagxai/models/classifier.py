@@ -12,15 +12,10 @@ from torch import Tensor, nn
 
 from hagxai.config import ModelConfig
 from hagxai.errors import UserError
-from hagxai.models.base import (
-    ModelAdapter,
-    Prepared,
-    Targets,
-    TargetSpec,
-    as_image_list,
-    resize_frame,
-    trace_layer_shapes,
-)
+from hagxai.evidence.hooks import trace_layer_shapes
+from hagxai.models.base import ModelAdapter, Prepared, as_image_list
+from hagxai.models.geometry import resize_frame
+from hagxai.models.targets import Targets, TargetSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,7 +33,8 @@ class ClassifierAdapter(ModelAdapter):
         family: a name for messages (the model's name).
         input_size: ``(H, W)`` of the model input.
         mean, std: per-channel normalisation applied inside :meth:`forward`.
-        default_layers: the default layer set; ``None`` picks the last spatial stage.
+        default_layers: the default layer set (names or aliases); ``None`` picks the last
+            spatial stage.
         token_grid: for transformers, ``(h, w)`` of the patch grid.
         prefix_tokens: for transformers, the class (and distillation / register) tokens ahead of
             the patch tokens; they are dropped from the grid and kept as they are in the model.
@@ -53,7 +49,7 @@ class ClassifierAdapter(ModelAdapter):
         input_size: tuple[int, int] = (224, 224),
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
-        default_layers: list[str] | None = None,
+        default_layers: Sequence[str] | None = None,
         token_grid: tuple[int, int] | None = None,
         prefix_tokens: int = 0,
     ) -> None:
@@ -63,9 +59,10 @@ class ClassifierAdapter(ModelAdapter):
         self.freeze()
         self._mean = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
         self._std = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        self._default = default_layers
         self.token_grid = token_grid
         self.prefix_tokens = prefix_tokens
+        self._last_spatial: str | None = None
+        super().__init__(default_layers)
 
     def preprocess(self, images: Sequence[Tensor] | Tensor) -> Prepared:
         """Resize each image to the input size (bilinear, antialiased)."""
@@ -126,10 +123,11 @@ class ClassifierAdapter(ModelAdapter):
     def hookable_layers(self) -> list[str]:
         return [name for name, _ in self.model.named_modules() if name]
 
-    def default_layers(self) -> list[str]:
-        if self._default is None:
-            self._default = [self._last_spatial_child()]
-        return list(self._default)
+    def family_layers(self) -> list[str]:
+        """The last spatial stage (found once, by tracing a random input)."""
+        if self._last_spatial is None:
+            self._last_spatial = self._last_spatial_child()
+        return [self._last_spatial]
 
     def _last_spatial_child(self) -> str:
         """The last top-level module, in forward order, whose output is a spatial grid."""
@@ -259,7 +257,6 @@ def build_classifier(cfg: ModelConfig, device: torch.device, source: str) -> Cla
         load_state_dict_file(model, cfg.weights)
     if cfg.input_size is not None and "token_grid" not in extra:
         extra["input_size"] = tuple(cfg.input_size)
-    adapter = ClassifierAdapter(model.to(device), family=cfg.name, **extra)
     if cfg.layers:
-        adapter._default = adapter.resolve_layers(cfg.layers)
-    return adapter
+        extra["default_layers"] = cfg.layers
+    return ClassifierAdapter(model.to(device), family=cfg.name, **extra)

@@ -292,13 +292,12 @@ def demo_adapter(
         trained = demo_model(cfg, data_root or demo_dataset(cfg, progress), progress)
     size = tuple(trained.card["input_size"])
     device = resolve_device(cfg.device)
+    layers = cfg.model.layers
     if cfg.data.task == "classification":
-        adapter = ClassifierAdapter(trained.model.to(device), "demo-classifier", size)
-    else:
-        adapter = YoloAdapter(trained.model.to(device), "demo-detector", size)
-    if cfg.model.layers:
-        adapter._default = adapter.resolve_layers(cfg.model.layers)
-    return adapter
+        return ClassifierAdapter(
+            trained.model.to(device), "demo-classifier", size, default_layers=layers
+        )
+    return YoloAdapter(trained.model.to(device), "demo-detector", size, default_layers=layers)
 
 
 def _register() -> None:

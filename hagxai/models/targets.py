@@ -1,14 +1,83 @@
-"""Choosing detector targets: detections matched to ground-truth boxes, or above a confidence."""
+"""Targets: the request (:class:`TargetSpec`), the chosen targets (:class:`Targets`), and choosing
+detector targets (detections matched to ground-truth boxes, or above a confidence)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 from torchvision.ops import box_iou
 
-from hagxai.models.base import Frame, Targets, TargetSpec
+from hagxai.models.geometry import Frame
+
+
+@dataclass
+class TargetSpec:
+    """What to explain in a batch of images.
+
+    Attributes:
+        labels: per image, the class ids to explain (classifier; several per image allowed) or the
+            labels of the ground-truth boxes (detector, ``N_i`` long).
+        boxes: per image, ``N_i×4`` xyxy ground-truth boxes in original pixels (detector).
+        classes: detector: only detections (and boxes) of these classes; ``None`` = all.
+        predicted: classifier: explain the predicted class instead of ``labels``.
+        iou_threshold: detector: IoU a detection needs with a ground-truth box to match it.
+        conf_threshold: detector: the least confidence of a detection that may become a target.
+        max_per_image: detector without boxes: keep only this many most confident detections.
+    """
+
+    labels: Sequence[Tensor | Sequence[int] | int] | None = None
+    boxes: Sequence[Tensor] | None = None
+    classes: Sequence[int] | None = None
+    predicted: bool = False
+    iou_threshold: float = 0.5
+    conf_threshold: float = 0.25
+    max_per_image: int | None = None
+
+
+@dataclass
+class Targets:
+    """The targets chosen in a batch, ``T`` in all, ordered by image.
+
+    Attributes:
+        image_index: ``T`` long: the image each target belongs to.
+        classes: ``T`` long: the explained class.
+        confidences: ``T`` float: the target's score when it was chosen (detached).
+        boxes: ``T×4`` xyxy in model-input pixels (detectors), else ``None``.
+        anchors: ``T`` long: where the score is read in the raw output (YOLO: the anchor before
+            NMS; torchvision detectors: the detection's row), else ``None``.
+        gt_index: ``T`` long: the matched ground-truth box within its image, ``-1`` when none.
+        unmatched_gt: per image, the indices of ground-truth boxes no detection matched.
+    """
+
+    image_index: Tensor
+    classes: Tensor
+    confidences: Tensor
+    boxes: Tensor | None = None
+    anchors: Tensor | None = None
+    gt_index: Tensor | None = None
+    unmatched_gt: list[Tensor] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return int(self.image_index.numel())
+
+    def select(self, index: Tensor) -> Targets:
+        """The targets at ``index`` (a ``K`` long tensor or a ``T`` bool mask)."""
+
+        def pick(value: Tensor | None) -> Tensor | None:
+            return None if value is None else value[index.to(value.device)]
+
+        return Targets(
+            image_index=self.image_index[index],
+            classes=self.classes[index],
+            confidences=self.confidences[index],
+            boxes=pick(self.boxes),
+            anchors=pick(self.anchors),
+            gt_index=pick(self.gt_index),
+            unmatched_gt=self.unmatched_gt,
+        )
 
 
 def match_one_to_one(

@@ -17,16 +17,10 @@ from torch import Tensor, nn
 
 from hagxai.config import ModelConfig
 from hagxai.errors import UserError
-from hagxai.models.base import (
-    ModelAdapter,
-    Prepared,
-    Targets,
-    TargetSpec,
-    as_image_list,
-    letterbox,
-)
+from hagxai.models.base import ModelAdapter, Prepared, as_image_list
 from hagxai.models.classifier import load_state_dict_file, torchvision_model
-from hagxai.models.targets import detector_targets, drise_similarity
+from hagxai.models.geometry import letterbox
+from hagxai.models.targets import Targets, TargetSpec, detector_targets, drise_similarity
 
 # name -> (default input side, keyword of the score threshold)
 DETECTORS = {
@@ -53,6 +47,7 @@ class TorchvisionDetectorAdapter(ModelAdapter):
         label_offset: the model's label of dataset class 0 (torchvision reserves label 0 for the
             background, hence 1): detections report ``model label - label_offset``, so targets,
             matching and D-RISE speak the dataset's class numbers.
+        default_layers: layer names or aliases; ``None``: the backbone stages feeding the FPN.
     """
 
     task = "detection"
@@ -64,6 +59,7 @@ class TorchvisionDetectorAdapter(ModelAdapter):
         input_size: tuple[int, int],
         num_classes: int,
         label_offset: int = 1,
+        default_layers: Sequence[str] | None = None,
     ) -> None:
         self.model = model
         self.family = family
@@ -71,7 +67,7 @@ class TorchvisionDetectorAdapter(ModelAdapter):
         self.num_classes = num_classes
         self.label_offset = label_offset
         self.freeze()
-        self._default: list[str] | None = None
+        super().__init__(default_layers)
 
     def preprocess(self, images: Sequence[Tensor] | Tensor) -> Prepared:
         """Letterbox each image to the input size (aspect kept, black padding)."""
@@ -122,10 +118,8 @@ class TorchvisionDetectorAdapter(ModelAdapter):
     def hookable_layers(self) -> list[str]:
         return [name for name, _ in self.model.named_modules() if name]
 
-    def default_layers(self) -> list[str]:
-        """``model.layers`` from config, else the backbone stages feeding the FPN."""
-        if self._default is not None:
-            return list(self._default)
+    def family_layers(self) -> list[str]:
+        """The backbone stages feeding the FPN."""
         return [f"backbone.body.{name}" for name in self.model.backbone.body.return_layers]
 
     def layer_aliases(self) -> dict[str, list[str]]:
@@ -150,9 +144,11 @@ def build_tv_detector(cfg: ModelConfig, device: torch.device) -> TorchvisionDete
     if cfg.weights is not None:
         load_state_dict_file(model, cfg.weights)
     offset = 1 if cfg.label_offset is None else cfg.label_offset
-    adapter = TorchvisionDetectorAdapter(
-        model.to(device), cfg.name, input_size, num_classes, label_offset=offset
+    return TorchvisionDetectorAdapter(
+        model.to(device),
+        cfg.name,
+        input_size,
+        num_classes,
+        label_offset=offset,
+        default_layers=cfg.layers,
     )
-    if cfg.layers:
-        adapter._default = adapter.resolve_layers(cfg.layers)
-    return adapter

@@ -16,15 +16,9 @@ from torch import Tensor, nn
 
 from hagxai.config import ModelConfig
 from hagxai.errors import UserError
-from hagxai.models.base import (
-    ModelAdapter,
-    Prepared,
-    Targets,
-    TargetSpec,
-    as_image_list,
-    letterbox,
-)
-from hagxai.models.targets import detector_targets, drise_similarity
+from hagxai.models.base import ModelAdapter, Prepared, as_image_list
+from hagxai.models.geometry import letterbox
+from hagxai.models.targets import Targets, TargetSpec, detector_targets, drise_similarity
 from hagxai.models.ultralytics_env import import_ultralytics
 
 
@@ -41,6 +35,7 @@ class YoloAdapter(ModelAdapter):
         family: a name for messages.
         input_size: ``(H, W)`` of the letterboxed input, multiples of the model's largest stride.
         nms_iou: IoU threshold of the NMS that picks detections.
+        default_layers: layer names or aliases; ``None``: :meth:`backbone_layers`.
     """
 
     task = "detection"
@@ -51,6 +46,7 @@ class YoloAdapter(ModelAdapter):
         family: str,
         input_size: tuple[int, int] = (640, 640),
         nms_iou: float = 0.45,
+        default_layers: Sequence[str] | None = None,
     ) -> None:
         self.model = model.float()
         self.family = family
@@ -60,7 +56,7 @@ class YoloAdapter(ModelAdapter):
         self.input_size = tuple(input_size)
         self.nms_iou = nms_iou
         self.freeze()
-        self._default: list[str] | None = None
+        super().__init__(default_layers)
 
     @property
     def class_names(self) -> dict[int, str]:
@@ -137,9 +133,9 @@ class YoloAdapter(ModelAdapter):
         """The Detect head's inputs (one per level: P3, P4, P5)."""
         return [f"model.{i}" for i in self.model.model[-1].f]
 
-    def default_layers(self) -> list[str]:
-        """``model.layers`` from config, else :meth:`backbone_layers`."""
-        return list(self._default) if self._default is not None else self.backbone_layers()
+    def family_layers(self) -> list[str]:
+        """:meth:`backbone_layers`."""
+        return self.backbone_layers()
 
     def backbone_layers(self) -> list[str]:
         """Backbone stages feeding the neck: those the head reads, plus the last backbone layer."""
@@ -184,7 +180,9 @@ def build_yolo(cfg: ModelConfig, device: torch.device) -> YoloAdapter:
             except RuntimeError as err:
                 message = f"weights file {cfg.weights} does not fit {cfg.name}: {err}"
                 raise UserError(message.splitlines()[0]) from None
-    adapter = YoloAdapter(model.to(device), cfg.name, tuple(cfg.input_size or (640, 640)))
-    if cfg.layers:
-        adapter._default = adapter.resolve_layers(cfg.layers)
-    return adapter
+    return YoloAdapter(
+        model.to(device),
+        cfg.name,
+        tuple(cfg.input_size or (640, 640)),
+        default_layers=cfg.layers,
+    )

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import pickle
 import warnings
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ class YoloV5Adapter(YoloAdapter):
         family: a name for messages.
         input_size: ``(H, W)`` of the letterboxed input, multiples of the model's largest stride.
         objectness: score a detection as objectness × class probability.
+        default_layers: layer names or aliases; ``None``: the backbone stages feeding the neck.
     """
 
     def __init__(
@@ -53,9 +55,10 @@ class YoloV5Adapter(YoloAdapter):
         family: str,
         input_size: tuple[int, int] = (640, 640),
         objectness: bool = False,
+        default_layers: Sequence[str] | None = None,
     ) -> None:
-        super().__init__(model, family, input_size)
         self.objectness = objectness
+        super().__init__(model, family, input_size, default_layers=default_layers)
 
     def _pred(self, output: Any) -> Tensor:
         """YOLOv5's ``B×N×(5+nc)`` inference output as ``B×(4+nc)×N`` (xywh, class scores)."""
@@ -179,9 +182,10 @@ def build_yolov5(cfg: ModelConfig, device: torch.device) -> YoloV5Adapter:
         if cfg.weights is not None:
             _load_weights(model, Path(cfg.weights), cfg.trust_checkpoint)
         model.names = dict(enumerate(model.names))
-    adapter = YoloV5Adapter(
-        model.to(device), cfg.name, tuple(cfg.input_size or (640, 640)), cfg.objectness
+    return YoloV5Adapter(
+        model.to(device),
+        cfg.name,
+        tuple(cfg.input_size or (640, 640)),
+        cfg.objectness,
+        default_layers=cfg.layers,
     )
-    if cfg.layers:
-        adapter._default = adapter.resolve_layers(cfg.layers)
-    return adapter

@@ -7,7 +7,7 @@ are computed on the model input, so each image gets a way back:
   the input frame is the image stretched, so the combiner renders straight at the human map's
   size (``out_size``), exactly what :class:`~hagxai.combiner.HAGCombiner` does;
 * letterbox (padding in the input): the combiner renders at the input size, the padding is cut off
-  with :meth:`~hagxai.models.base.Frame.map_to_original`, and the result is resized bilinearly to
+  with :meth:`~hagxai.models.Frame.map_to_original`, and the result is resized bilinearly to
   the human map's size.
 
 Faithfulness always runs on the model input frame (maps at the input size).
@@ -27,7 +27,7 @@ from hagxai.cache import EvidenceSource
 from hagxai.data.format import Sample
 from hagxai.errors import DataError
 from hagxai.metrics.plausibility import fixations_from_map
-from hagxai.models.base import Frame
+from hagxai.models import Frame
 from hagxai.pil import open_image
 
 

@@ -26,8 +26,8 @@ from hagxai.console import make_console
 from hagxai.data.format import HumanAttentionDataset
 from hagxai.data.formats import open_from_config
 from hagxai.errors import UserError
-from hagxai.export import model_digest, save_combiner
-from hagxai.models.base import ModelAdapter
+from hagxai.export import save_combiner
+from hagxai.models import ModelAdapter, model_digest
 from hagxai.training import plots
 from hagxai.training.checkpoint import CHECKPOINT, load_checkpoint
 from hagxai.training.data import load_human_data

@@ -8,7 +8,7 @@ import torch
 import hagxai.cache.compute as compute_module
 from hagxai.cache.compute import compute, frame_from_record, frame_record, load_image
 from hagxai.cache.rules import TargetRule
-from hagxai.models.base import Frame
+from hagxai.models import Frame
 
 LAYERS = ["layer3", "layer4"]
 

@@ -12,7 +12,7 @@ from hagxai.config import DemoDataConfig, ModelConfig, ObserverConfig
 from hagxai.data.demo import make_demo_dataset
 from hagxai.data.format import HumanAttentionDataset
 from hagxai.errors import UserError
-from hagxai.evidence_extraction import extract_evidence
+from hagxai.evidence import extract_evidence
 from hagxai.models import TargetSpec, build_adapter
 
 LAYERS = ["layer3", "layer4"]

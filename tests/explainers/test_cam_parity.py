@@ -35,8 +35,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from hagxai import explainers
 from hagxai.config import ModelConfig
-from hagxai.evidence import Evidence
-from hagxai.evidence_extraction import extract_evidence
+from hagxai.evidence import Evidence, extract_evidence
 from hagxai.explainers.cam import layer_maps, minmax
 from hagxai.models import TargetSpec, build_adapter
 

@@ -12,10 +12,10 @@ from PIL import Image
 from hagxai.combiner import HAGCombiner
 from hagxai.commands import explain
 from hagxai.config import ModelConfig
-from hagxai.evidence_extraction import extract_evidence
+from hagxai.evidence import extract_evidence
 from hagxai.explainers.learned import LearnedExplainer
-from hagxai.export import CombinerMismatchError, model_digest, save_combiner
-from hagxai.models import TargetSpec, build_adapter
+from hagxai.export import CombinerMismatchError, save_combiner
+from hagxai.models import TargetSpec, build_adapter, model_digest
 
 LAYERS = ["layer3", "layer4"]
 

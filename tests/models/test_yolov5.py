@@ -12,8 +12,8 @@ pytest.importorskip("yolov5")
 from hagxai import explainers
 from hagxai.config import ModelConfig
 from hagxai.errors import UserError
-from hagxai.evidence_extraction import extract_evidence
-from hagxai.models.base import TargetSpec
+from hagxai.evidence import extract_evidence
+from hagxai.models import TargetSpec
 from hagxai.models.registry import build_adapter
 from hagxai.models.yolov5 import _yaml_path, import_yolov5
 

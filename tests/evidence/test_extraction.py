@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from hagxai.config import ModelConfig
-from hagxai.evidence_extraction import batched_gradients, extract_evidence, target_rounds
+from hagxai.evidence import capture_layers
+from hagxai.evidence.extraction import batched_gradients, extract_evidence, target_rounds
 from hagxai.models import TargetSpec, build_adapter
-from hagxai.models.base import capture_layers
 
 
 def _per_target_loop(adapter, extraction, layers):

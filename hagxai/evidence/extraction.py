@@ -19,8 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from hagxai.evidence import Evidence
-from hagxai.models.base import ModelAdapter, Prepared, Targets, TargetSpec, capture_layers
+from hagxai.evidence.hooks import capture_layers
+from hagxai.evidence.types import Evidence
+from hagxai.models.base import ModelAdapter, Prepared
+from hagxai.models.targets import Targets, TargetSpec
 
 
 @dataclass
@@ -28,7 +30,7 @@ class Extraction:
     """Evidence of a batch with what it was computed from.
 
     Attributes:
-        evidence: the :class:`~hagxai.evidence.Evidence` (on the adapter's device).
+        evidence: the :class:`~hagxai.evidence.types.Evidence` (on the adapter's device).
         targets: the explained targets (``evidence.image_index == targets.image_index``).
         prepared: the model input and the frames back to the original images.
         output: the model's raw forward output, detached.

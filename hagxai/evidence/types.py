@@ -1,4 +1,4 @@
-"""The one type that flows between model adapters, explainers, the combiner and the metrics."""
+"""The Evidence type: what flows between model adapters, explainers, the combiner and metrics."""
 
 from __future__ import annotations
 
