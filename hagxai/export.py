@@ -65,6 +65,16 @@ def _pair(value: Sequence[int] | None, name: str) -> list[int] | None:
     return pair
 
 
+def _read_json(path: Path, missing_hint: str, what: str) -> Any:
+    """The JSON in ``path``, or a one-line :class:`CombinerError` naming the file."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CombinerError(f"{path} does not exist{missing_hint}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CombinerError(f"{path} is not {what}: {err}") from None
+
+
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -163,12 +173,7 @@ def read_card(directory: str | Path) -> dict[str, Any]:
         CombinerError: a missing or unreadable card, or one of another format or a newer version.
     """
     path = Path(directory) / CARD_FILE
-    try:
-        card = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CombinerError(f"{path} does not exist (not a combiner folder?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CombinerError(f"{path} is not a readable JSON card: {err}") from None
+    card = _read_json(path, " (not a combiner folder?)", "a readable JSON card")
     if not isinstance(card, dict) or card.get("format") != FORMAT:
         raise CombinerError(f"{path} is not a {FORMAT} card")
     version = card.get("format_version")
@@ -266,12 +271,7 @@ def import_reference(values_json: str | Path, out_dir: str | Path, **card_fields
             finite number, named with the file.
     """
     path = Path(values_json)
-    try:
-        values = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CombinerError(f"{path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CombinerError(f"{path} is not readable JSON: {err}") from None
+    values = _read_json(path, "", "readable JSON")
     if not isinstance(values, dict):
         raise CombinerError(f"{path}: expected a JSON object of reference values")
     layers = card_fields.pop("layers", None)
