@@ -57,7 +57,7 @@ import torch
 from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
-from hagxai.data.format import Sample
+from hagxai.data.sample import Sample
 from hagxai.errors import DataError, UserError
 from hagxai.evidence import Evidence
 from hagxai.evidence_extraction import extract_evidence

@@ -11,8 +11,8 @@ import torch
 
 from hagxai.cache import EvidenceCache, StreamingEvidence, open_evidence
 from hagxai.config import DemoDataConfig, ModelConfig, ObserverConfig
+from hagxai.data import open_dataset
 from hagxai.data.demo import make_demo_dataset
-from hagxai.data.format import HumanAttentionDataset
 from hagxai.errors import UserError
 from hagxai.evidence_extraction import extract_evidence
 from hagxai.models import TargetSpec, build_adapter
@@ -36,7 +36,7 @@ def dataset_root(tmp_path_factory):
 def samples(dataset_root, tmp_path):
     """A private copy per test, so a test may break files."""
     root = shutil.copytree(dataset_root, tmp_path / "data")
-    return HumanAttentionDataset(root).samples
+    return open_dataset(root, "hagxai").samples
 
 
 def _images(samples):
@@ -152,7 +152,7 @@ def test_detector_cache_keeps_boxes_in_input_pixels(tmp_path):
     adapter = build_adapter(ModelConfig(name="yolov8n.yaml", num_classes=4, input_size=(128, 128)))
     demo = DemoDataConfig(num_train=3, num_val=1)
     root = make_demo_dataset(tmp_path / "det", "detection", demo, ObserverConfig(), 0, False)
-    samples = HumanAttentionDataset(root).samples
+    samples = open_dataset(root, "hagxai").samples
     # A random-init head is never confident: explain its two best detections per image.
     options = {"target_rule": "detections", "conf_threshold": 0.0, "max_per_image": 2}
     cache = EvidenceCache.build(

@@ -17,8 +17,9 @@ from rich.progress import track
 from hagxai import __version__
 from hagxai.config import DemoDataConfig, ObserverConfig, RunConfig, cache_dir
 from hagxai.data import observer as obs
-from hagxai.data.format import MANIFEST, DatasetWriter
+from hagxai.data.readers.manifest import MANIFEST
 from hagxai.data.synthetic import CLASS_NAMES, classification_scene, detection_scene
+from hagxai.data.writer import DatasetWriter
 
 # Bump when the generator or observer changes what they draw, so cached sets are rebuilt.
 GENERATOR_VERSION = 2

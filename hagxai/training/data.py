@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from hagxai.data.format import Sample
+from hagxai.data.sample import Sample
 from hagxai.errors import DataError
 from hagxai.metrics.plausibility import fixations_from_map
 from hagxai.models.base import Frame, ModelAdapter

@@ -22,8 +22,7 @@ from hagxai.cache import open_evidence
 from hagxai.combiner import HAGCombiner
 from hagxai.config import RunConfig, cache_dir, resolve_device, save_config
 from hagxai.console import make_console
-from hagxai.data.format import HumanAttentionDataset
-from hagxai.data.formats import open_from_config
+from hagxai.data import AttentionDataset, open_dataset, open_from_config
 from hagxai.errors import UserError
 from hagxai.export import model_digest, save_combiner
 from hagxai.models.base import ModelAdapter
@@ -47,7 +46,7 @@ def build_model_and_data(cfg: RunConfig, progress: bool = True):
         from hagxai.data.demo import demo_dataset
 
         root = demo_dataset(cfg, progress)
-        dataset = HumanAttentionDataset(root)
+        dataset = open_dataset(root, "hagxai")
     if cfg.model.name == "demo":
         from hagxai.models.demo import demo_adapter
 
@@ -74,7 +73,7 @@ def train(
     progress: bool = True,
     console: Console | None = None,
     adapter: ModelAdapter | None = None,
-    dataset: HumanAttentionDataset | None = None,
+    dataset: AttentionDataset | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the k-fold training of ``cfg`` into ``cfg.run_dir``.
 
@@ -121,7 +120,7 @@ def train(
         target_rule=target_rule(cfg, adapter),
         progress=progress,
         # A dataset read with a class subset (data.classes) explains only those classes.
-        classes=getattr(dataset, "class_subset", None) if adapter.task == "detection" else None,
+        classes=dataset.class_subset if adapter.task == "detection" else None,
     )
     human = load_human_data(adapter, samples, cache.ids)
     skipped = {**cache.skipped, **human.skipped}
