@@ -19,3 +19,12 @@ def test_fixation_map_matches_hand_computation(hand_map) -> None:
     got = fixation_map(np.array(points), 5, 7, sigma=1.5)
     np.testing.assert_allclose(got, hand_map(points, 5, 7, 1.5), rtol=1e-6, atol=1e-7)
     assert got[1, 2] == pytest.approx(1.0)
+
+
+def test_fixation_map_is_max_normalised_and_counts_repeated_fixations() -> None:
+    attention = fixation_map(np.array([[10.0, 20.0], [10.0, 20.0], [40.0, 5.0]]), 32, 48, 2.0)
+    assert attention.shape == (32, 48) and attention.dtype == np.float32
+    assert attention.max() == pytest.approx(1.0)
+    assert np.unravel_index(attention.argmax(), attention.shape) == (20, 10)
+    assert attention[5, 40] == pytest.approx(0.5, rel=1e-6)
+    assert fixation_map(np.zeros((0, 2)), 8, 8, 1.0).max() == 0
