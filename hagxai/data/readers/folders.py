@@ -12,15 +12,7 @@ from pathlib import Path
 
 from hagxai.data.dataset import AttentionDataset
 from hagxai.data.readers.labels import read_labels
-from hagxai.data.readers.scan import (
-    Scan,
-    assemble,
-    find_images,
-    find_maps,
-    map_samples,
-    pair_maps,
-    resolve,
-)
+from hagxai.data.readers.scan import Scan, assemble, find_pairs, map_samples
 
 COCO_ANNOTATIONS = "annotations.json"
 
@@ -44,10 +36,7 @@ def read_folders(
     scan = Scan()
     if format == "coco" and labels is None:
         labels = COCO_ANNOTATIONS
-    found = find_images(resolve(root, images, "images"), scan)
-    maps_dir = resolve(root, maps, "maps")
-    found_maps = find_maps(maps_dir, scan)
-    pair_maps(found, found_maps, maps_dir, scan)
+    found, found_maps = find_pairs(root, images, maps, scan)
     read = read_labels(root, labels, found, task, scan, class_names)
     options = {"images": images, "maps": maps, "labels": labels, "classes": classes}
     return assemble(root, format, found, read, scan, map_samples(found_maps), classes, options)

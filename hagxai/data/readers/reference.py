@@ -12,15 +12,7 @@ from pathlib import Path
 
 from hagxai.data.dataset import AttentionDataset
 from hagxai.data.readers.labels import read_labels
-from hagxai.data.readers.scan import (
-    Scan,
-    assemble,
-    find_images,
-    find_maps,
-    map_samples,
-    pair_maps,
-    resolve,
-)
+from hagxai.data.readers.scan import Scan, assemble, find_pairs, map_samples
 from hagxai.errors import UserError
 
 REFERENCE_CLASSES = ["person", "rider", "car", "bus", "truck"]
@@ -50,10 +42,7 @@ def read_reference(
     if task not in (None, "detection"):
         raise UserError("the reference format is detection data (data.task: detection)")
     scan = Scan()
-    found = find_images(resolve(root, images, "images"), scan)
-    maps_dir = resolve(root, maps, "maps")
-    found_maps = find_maps(maps_dir, scan, REFERENCE_MAP)
-    pair_maps(found, found_maps, maps_dir, scan)
+    found, found_maps = find_pairs(root, images, maps, scan, REFERENCE_MAP)
     names = list(class_names or REFERENCE_CLASSES)
     read = read_labels(root, labels, found, "detection", scan, names)
     options = {"images": images, "maps": maps, "labels": labels, "classes": classes}

@@ -81,14 +81,28 @@ def find_maps(folder: Path, scan: Scan, pattern: re.Pattern | None = None) -> di
     return found
 
 
-def pair_maps(images: Images, maps: dict[str, Path], maps_dir: Path, scan: Scan) -> None:
-    """Name every image without a map and every map without an image."""
-    for stem, (image, _split) in images.items():
-        if stem not in maps:
+def find_pairs(
+    root: Path,
+    images: str | Path | None,
+    maps: str | Path | None,
+    scan: Scan,
+    pattern: re.Pattern | None = None,
+) -> tuple[Images, dict[str, Path]]:
+    """The images and the maps (by id) in their folders (default ``images/`` and ``maps/``).
+
+    Every image without a map and every map without an image is a problem in ``scan``;
+    ``pattern`` takes a map's id out of its file stem (as :func:`find_maps`).
+    """
+    found = find_images(resolve(root, images, "images"), scan)
+    maps_dir = resolve(root, maps, "maps")
+    found_maps = find_maps(maps_dir, scan, pattern)
+    for stem, (image, _split) in found.items():
+        if stem not in found_maps:
             scan.problems.append(f"{image}: no attention map {stem}.* in {maps_dir}")
-    for stem, path in maps.items():
-        if stem not in images:
+    for stem, path in found_maps.items():
+        if stem not in found:
             scan.problems.append(f"{path}: attention map has no image {stem}.*")
+    return found, found_maps
 
 
 def map_samples(maps: dict[str, Path]) -> Callable[[str, Path, str], Sample | None]:
