@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from hagxai.cache import EvidenceCache
 from hagxai.combiner import HAGCombiner, separable_smooth
 from hagxai.config import DemoDataConfig, ModelConfig, ObserverConfig
+from hagxai.data import open_dataset
 from hagxai.data.demo import make_demo_dataset
-from hagxai.data.format import HumanAttentionDataset
 from hagxai.evidence import Evidence
 from hagxai.losses import hag_loss
 from hagxai.models import build_adapter
@@ -133,7 +133,7 @@ def bench_cached_training(args: argparse.Namespace, device: torch.device) -> Non
         root = make_demo_dataset(
             Path(folder) / "data", "classification", demo, ObserverConfig(), 0, False
         )
-        samples = HumanAttentionDataset(root).split("train")
+        samples = open_dataset(root, "hagxai").split("train")
         start = time.perf_counter()
         cache = EvidenceCache.build(
             adapter,

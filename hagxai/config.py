@@ -70,7 +70,7 @@ class DemoDataConfig(_Section):
 class DataConfig(_Section):
     """Where the dataset is. Without ``root``, the demo set for ``task`` is made in the cache.
 
-    ``format`` says how ``root`` is laid out (``hagxai.data.formats``; ``auto`` tells from its
+    ``format`` says how ``root`` is laid out (``hagxai.data.open``; ``auto`` tells from its
     contents). ``images``, ``maps``, ``labels`` and ``fixations`` are paths relative to ``root``.
     Fixation maps take ``sigma_px``, or ``sigma_deg`` with the screen's width in pixels
     (``screen_px``) and cm (``screen_cm``) and the viewing distance (``distance_cm``).

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from hagxai.data import HumanAttentionDataset
+from hagxai.data import open_dataset
 from hagxai.evaluation import faithfulness
 from hagxai.evidence import extract_evidence
 from hagxai.explainers.cam import target_maps
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 def _val(root, count: int):
-    samples = HumanAttentionDataset(root).split("val")[:count]
+    samples = open_dataset(root, "hagxai").split("val")[:count]
     images = [
         torch.from_numpy(s.load_image().copy()).permute(2, 0, 1).float() / 255 for s in samples
     ]

@@ -56,7 +56,7 @@ from hagxai.cache.shards import CacheError
 from hagxai.cache.source import EvidenceSource
 from hagxai.cache.store import EvidenceCache
 from hagxai.cache.stream import StreamingEvidence
-from hagxai.data.format import Sample
+from hagxai.data import Sample
 from hagxai.models import ModelAdapter
 
 __all__ = [

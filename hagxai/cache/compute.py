@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from hagxai.cache.rules import TargetRule, sample_problem
-from hagxai.data.format import Sample
+from hagxai.data import Sample
 from hagxai.evidence import extract_evidence
 from hagxai.models import Frame, ModelAdapter
 

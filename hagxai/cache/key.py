@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from hagxai.cache.rules import TargetRule
-from hagxai.data.format import Sample
+from hagxai.data import Sample
 from hagxai.models import ModelAdapter, model_digest
 
 CACHE_FORMAT = "hagxai-evidence-cache"

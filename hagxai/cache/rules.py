@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from hagxai.data.format import Sample
+from hagxai.data import Sample
 from hagxai.errors import DataError, UserError
 from hagxai.models import ModelAdapter, TargetSpec
 from hagxai.pil import open_image

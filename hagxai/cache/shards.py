@@ -17,7 +17,7 @@ from hagxai.atomic import write_atomic
 from hagxai.cache.compute import compute, frame_record
 from hagxai.cache.key import CACHE_FORMAT, CACHE_VERSION
 from hagxai.cache.rules import TargetRule
-from hagxai.data.format import Sample
+from hagxai.data import Sample
 from hagxai.errors import UserError
 from hagxai.models import ModelAdapter
 

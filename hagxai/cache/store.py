@@ -23,7 +23,7 @@ from hagxai.cache.shards import (
     write_index,
 )
 from hagxai.console import progress_bar
-from hagxai.data.format import Sample
+from hagxai.data import Sample
 from hagxai.errors import UserError
 from hagxai.evidence import Evidence
 from hagxai.models import Frame, ModelAdapter, Targets

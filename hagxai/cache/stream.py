@@ -9,7 +9,7 @@ import torch
 
 from hagxai.cache.compute import Computed, compute, load_image
 from hagxai.cache.rules import DEFAULT_RULE, TargetRule, sample_problem
-from hagxai.data.format import Sample
+from hagxai.data import Sample
 from hagxai.errors import DataError
 from hagxai.evidence import Evidence, capture_layers
 from hagxai.models import Frame, ModelAdapter, Targets

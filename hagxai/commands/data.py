@@ -14,7 +14,7 @@ from hagxai.commands._common import add_config_arguments, config_from_args
 from hagxai.console import make_console
 from hagxai.data.check import check_dataset
 from hagxai.data.demo import demo_dataset, make_demo_dataset
-from hagxai.data.formats import FORMATS
+from hagxai.data.open import FORMATS
 from hagxai.errors import UserError
 
 

@@ -18,8 +18,8 @@ from rich.table import Table
 
 from hagxai.config import load_config
 from hagxai.console import make_console
+from hagxai.data import open_dataset
 from hagxai.data.demo import demo_dataset
-from hagxai.data.format import HumanAttentionDataset
 from hagxai.errors import ConfigError
 from hagxai.models.demo import demo_adapter, demo_model
 from hagxai.training import train
@@ -64,8 +64,8 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         console.rule(f"{cfg.name}: {cfg.data.task}")
         data_root = demo_dataset(cfg)
-        data = HumanAttentionDataset(data_root)
-        consistency = data.manifest["observer"]["consistency"]["val"]
+        data = open_dataset(data_root, "hagxai")
+        consistency = data.metadata["observer"]["consistency"]["val"]
         console.print(
             f"data: {data_root}\n  {len(data)} images, simulated observer with "
             f"{cfg.data.observer.viewers} viewers; leave-one-viewer-out CC "
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
             "task": cfg.data.task,
             "data": str(data_root),
             "data_fingerprint": data.fingerprint,
-            "observer_consistency": data.manifest["observer"]["consistency"],
+            "observer_consistency": data.metadata["observer"]["consistency"],
             "model": str(model.path),
             metric: value,
             "bar": bar,

@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 from hagxai import explainers
 from hagxai.commands.layers import add_model_arguments, model_config
 from hagxai.config import resolve_device
-from hagxai.data.format import read_image
+from hagxai.data.sample import read_image
 from hagxai.errors import DataError, UserError
 from hagxai.evidence import Extraction, extract_evidence
 from hagxai.explainers.learned import LearnedExplainer

@@ -15,7 +15,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
-from hagxai.data.format import Sample
+from hagxai.data.sample import Sample
 
 
 @dataclass

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hagxai.data.fixations import FixationSample
-from hagxai.data.format import read_image
-from hagxai.data.formats import scan_dataset
+from hagxai.data.open import scan_dataset
+from hagxai.data.readers.fixations import FixationSample
+from hagxai.data.sample import read_image
 from hagxai.errors import DataError
 
 
@@ -39,17 +39,17 @@ def check_dataset(root: str | Path, format: str = "auto", **options: Any) -> Che
 
     Args:
         root: the dataset folder.
-        format, options: as :func:`hagxai.data.formats.open_dataset`.
+        format, options: as :func:`hagxai.data.open.open_dataset`.
     """
     report = CheckReport(Path(root))
     data, problems = scan_dataset(root, format, **options)
     report.problems.extend(problems)
     if data is None:
         return report
-    report.format = getattr(data, "format", "hagxai")
+    report.format = data.format
     report.task = data.task
     report.counts = dict(Counter(s.split for s in data.samples))
-    map_size = getattr(data, "map_size", None)
+    map_size = data.map_size
     num_classes = len(data.classes)
     for sample in data.samples:
         report.fixations += len(sample.fixations)

@@ -17,11 +17,13 @@ from rich.progress import track
 from hagxai import __version__
 from hagxai.config import DemoDataConfig, ObserverConfig, RunConfig, cache_dir
 from hagxai.data import observer as obs
-from hagxai.data.format import MANIFEST, DatasetWriter
+from hagxai.data.fixations import fixation_map
+from hagxai.data.readers.manifest import MANIFEST
 from hagxai.data.synthetic import CLASS_NAMES, classification_scene, detection_scene
+from hagxai.data.writer import DatasetWriter
 
 # Bump when the generator or observer changes what they draw, so cached sets are rebuilt.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 # Inter-observer consistency is estimated on the first images of each split: it is a property of
 # the observer model, stable to ~0.01 CC at this count, and leave-one-out maps are costly.
 CONSISTENCY_IMAGES = 100
@@ -62,7 +64,7 @@ def make_demo_dataset(
     )
     classes = list(CLASS_NAMES[: demo.num_classes])
     writer = DatasetWriter(root, task, classes)
-    sigma = obs.sigma_pixels(observer, size, size)
+    sigma = obs.map_sigma_px(observer, size, size)
     consistency: dict[str, dict[str, float]] = {}
     shares = {"on_object": 0, "on_part": 0, "total": 0}
     for split, count in (("train", demo.num_train), ("val", demo.num_val)):
@@ -88,7 +90,7 @@ def make_demo_dataset(
                 f"{split}_{i:05d}",
                 split,
                 scene.image,
-                obs.fixation_map(fix.xy, size, size, sigma),
+                fixation_map(fix.xy, size, size, sigma),
                 label=int(labels[0]) if task == "classification" else None,
                 boxes=boxes,
                 box_labels=labels,

@@ -1,14 +1,11 @@
-"""Fixation tables and the attention maps made from them, as saliency benchmarks make them.
-
-A fixation table is a CSV file (with a header) or JSON lines (one object per line) with the fields
-``image`` (a file name or its stem), ``x`` and ``y`` (image pixels; pixel ``(row i, column j)``
-sits at ``x = j, y = i``) and, optionally, ``viewer``, ``duration`` (ms) and ``time`` (ms).
+"""Fixations turned into attention maps, as saliency benchmarks make them: one rule for all.
 
 A map is the sum of one isotropic Gaussian per fixation, evaluated at every pixel and divided by
 its maximum (so in [0, 1])::
 
     map[i, j] = Σ_f w_f · exp(-((j - x_f)² + (i - y_f)²) / (2σ²)),   w_f = 1 (or the duration)
 
+with fixation ``(x, y)`` in image pixels (pixel ``(row i, column j)`` sits at ``x = j, y = i``).
 σ is given in pixels, or in degrees of visual angle with the screen geometry. One degree at the
 centre of the screen spans ``2·d·tan(0.5°)`` cm at viewing distance ``d`` cm, so::
 
@@ -20,33 +17,11 @@ to be in the pixels the image was shown at, one image pixel per screen pixel.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
-from collections import defaultdict
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from PIL import UnidentifiedImageError
 
-from hagxai.data.format import Sample
-from hagxai.errors import DataError, UserError
-from hagxai.pil import open_image
-
-REQUIRED = ("image", "x", "y")
-OPTIONAL = ("viewer", "duration", "time")
-
-
-@dataclass
-class FixationTable:
-    """The fixations of one image: ``xy`` ``M×2`` float32 pixels, ``viewers`` ``M`` int32,
-    ``durations`` ``M`` float32 ms (0 when not recorded), ``times`` ``M`` float32 ms."""
-
-    xy: np.ndarray
-    viewers: np.ndarray
-    durations: np.ndarray
-    times: np.ndarray
+from hagxai.errors import UserError
 
 
 def pixels_per_degree(screen_px: float, screen_cm: float, distance_cm: float) -> float:
@@ -110,93 +85,3 @@ def fixation_map(
     out = (gy * w[:, None]).T @ gx
     peak = out.max()
     return (out / peak if peak > 0 else out).astype(np.float32)
-
-
-def read_fixation_table(path: Path) -> dict[str, FixationTable]:
-    """Read a CSV or JSON-lines fixation table, grouped by image stem.
-
-    Raises:
-        DataError: a missing column or a bad value, naming the file and line.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: fixation table does not exist")
-    rows: dict[str, list[list[float]]] = defaultdict(list)
-    for line, record in _records(path):
-        missing = [k for k in REQUIRED if record.get(k) in (None, "")]
-        if missing:
-            raise DataError(
-                f"{path}:{line}: missing {', '.join(missing)} (a fixation needs "
-                f"{', '.join(REQUIRED)}; optional {', '.join(OPTIONAL)})"
-            )
-        try:
-            values = [float(record["x"]), float(record["y"])]
-            values += [float(record.get(k) or 0) for k in OPTIONAL]
-        except (TypeError, ValueError):
-            raise DataError(
-                f"{path}:{line}: x, y, viewer, duration and time must be numbers"
-            ) from None
-        if not all(math.isfinite(v) for v in values):
-            raise DataError(f"{path}:{line}: a fixation value is NaN or inf")
-        rows[Path(str(record["image"])).stem].append(values)
-    tables = {}
-    for stem, values in rows.items():
-        array = np.asarray(values, np.float64)
-        tables[stem] = FixationTable(
-            xy=array[:, :2].astype(np.float32),
-            viewers=array[:, 2].astype(np.int32),
-            durations=array[:, 3].astype(np.float32),
-            times=array[:, 4].astype(np.float32),
-        )
-    return tables
-
-
-def _records(path: Path):
-    if path.suffix.lower() in (".jsonl", ".ndjson"):
-        with path.open() as handle:
-            for line, text in enumerate(handle, start=1):
-                if not text.strip():
-                    continue
-                try:
-                    record = json.loads(text)
-                except json.JSONDecodeError as err:
-                    raise DataError(f"{path}:{line}: not valid JSON ({err.msg})") from None
-                if not isinstance(record, dict):
-                    raise DataError(f"{path}:{line}: expected a JSON object per line")
-                yield line, record
-        return
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        absent = [k for k in REQUIRED if k not in (reader.fieldnames or [])]
-        if absent:
-            raise DataError(
-                f"{path}: header lacks column(s) {', '.join(absent)} "
-                f"(has {', '.join(reader.fieldnames or []) or 'none'})"
-            )
-        for line, record in enumerate(reader, start=2):
-            yield line, record
-
-
-@dataclass
-class FixationSample(Sample):
-    """A sample whose attention map is made from its fixations when loaded.
-
-    Attributes:
-        sigma_px: the Gaussian's σ in pixels.
-        duration_weighted: weight each fixation by its duration instead of 1.
-    """
-
-    sigma_px: float = 1.0
-    duration_weighted: bool = False
-
-    def load_map(self) -> np.ndarray:
-        """The ``H×W`` map (the image's size) of this sample's fixations, in [0, 1]."""
-        try:
-            with open_image(self.image_path) as img:
-                width, height = img.size
-        except FileNotFoundError:
-            raise DataError(f"{self.image_path}: image file does not exist") from None
-        except (UnidentifiedImageError, OSError) as err:
-            raise DataError(f"{self.image_path}: cannot be read as an image ({err})") from None
-        weights = self.durations if self.duration_weighted else None
-        return fixation_map(self.fixations, height, width, self.sigma_px, weights)

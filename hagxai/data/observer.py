@@ -17,8 +17,9 @@ are no copy of any explanation method. For each of ``viewers`` simulated viewers
 
 3. positions are clipped to the image; durations are ``80 ms + Gamma(2, 110 ms)``.
 
-The attention map is the fixation density of all viewers blurred by a Gaussian of std
-``map_sigma × max(H, W)`` pixels (zero outside the image), max-normalised to [0, 1].
+The attention map is the project's one fixation map (:func:`hagxai.data.fixations.fixation_map`)
+of all viewers' fixations: one Gaussian of std ``map_sigma × max(H, W)`` pixels per fixation,
+evaluated at every pixel (zero outside the image), max-normalised to [0, 1].
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.ndimage import gaussian_filter
 
 from hagxai.config import ObserverConfig
+from hagxai.data.fixations import fixation_map, sigma_pixels
 from hagxai.data.synthetic import Scene
 from hagxai.metrics import plausibility
 
@@ -87,21 +88,9 @@ def simulate(scene: Scene, cfg: ObserverConfig, rng: np.random.Generator) -> Fix
     )
 
 
-def sigma_pixels(cfg: ObserverConfig, height: int, width: int) -> float:
-    """The map's Gaussian std in pixels: ``map_sigma × max(H, W)``."""
-    return cfg.map_sigma * max(height, width)
-
-
-def fixation_map(xy: np.ndarray, height: int, width: int, sigma: float) -> np.ndarray:
-    """Blurred fixation density, ``H×W`` float32 max-normalised to [0, 1] (zeros if no fixation)."""
-    counts = np.zeros((height, width), dtype=np.float64)
-    if len(xy):
-        cols = np.clip(np.round(xy[:, 0]).astype(int), 0, width - 1)
-        rows = np.clip(np.round(xy[:, 1]).astype(int), 0, height - 1)
-        np.add.at(counts, (rows, cols), 1.0)
-    blurred = gaussian_filter(counts, sigma=sigma, mode="constant", truncate=4.0)
-    peak = blurred.max()
-    return (blurred / peak if peak > 0 else blurred).astype(np.float32)
+def map_sigma_px(cfg: ObserverConfig, height: int, width: int) -> float:
+    """The observer's map σ in pixels: ``map_sigma × max(H, W)``."""
+    return sigma_pixels(sigma_px=cfg.map_sigma * max(height, width))
 
 
 def consistency(

@@ -27,8 +27,8 @@ from torch import nn
 
 from hagxai import __version__
 from hagxai.config import RunConfig, cache_dir, resolve_device
+from hagxai.data import open_dataset
 from hagxai.data.demo import spec_key
-from hagxai.data.format import HumanAttentionDataset
 from hagxai.models.classifier import IMAGENET_MEAN, IMAGENET_STD
 from hagxai.models.ultralytics_env import import_ultralytics
 
@@ -85,7 +85,7 @@ def classifier_accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Te
 
 def train_classifier(cfg: RunConfig, data_root: Path, progress: bool = True) -> DemoModel:
     """Train (or reuse from the cache) the demo classifier on the demo set at ``data_root``."""
-    data = HumanAttentionDataset(data_root)
+    data = open_dataset(data_root, "hagxai")
     train_cfg = cfg.model.demo
     spec = {
         "kind": "classifier",
@@ -136,7 +136,7 @@ def train_classifier(cfg: RunConfig, data_root: Path, progress: bool = True) -> 
         "hagxai_version": __version__,
         "spec": spec,
         "classes": data.classes,
-        "input_size": list(data.manifest["image_size"]),
+        "input_size": list(data.metadata["image_size"]),
         "normalisation": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD},
         "val_accuracy": classifier_accuracy(model, x_val, y_val),
         "train_seconds": round(time.perf_counter() - started, 1),
@@ -174,9 +174,9 @@ def build_detector(model_yaml: dict[str, Any] | str, num_classes: int) -> nn.Mod
 
 def train_detector(cfg: RunConfig, data_root: Path, progress: bool = True) -> DemoModel:
     """Train (or reuse from the cache) the demo YOLOv8n on the demo set at ``data_root``."""
-    data = HumanAttentionDataset(data_root)
+    data = open_dataset(data_root, "hagxai")
     train_cfg = cfg.model.demo
-    imgsz = int(data.manifest["image_size"][0])
+    imgsz = int(data.metadata["image_size"][0])
     spec = {
         "kind": "detector",
         "arch": DETECTOR_YAML,

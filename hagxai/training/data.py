@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from hagxai.cache import EvidenceSource
-from hagxai.data.format import Sample
+from hagxai.data import Sample
 from hagxai.errors import DataError
 from hagxai.metrics.plausibility import fixations_from_map
 from hagxai.models import Frame

@@ -23,8 +23,7 @@ from hagxai.cache import EvidenceSource, TargetRule, open_evidence
 from hagxai.combiner import HAGCombiner
 from hagxai.config import RunConfig, cache_dir, resolve_device, save_config
 from hagxai.console import make_console
-from hagxai.data.format import HumanAttentionDataset
-from hagxai.data.formats import open_from_config
+from hagxai.data import AttentionDataset, open_dataset, open_from_config
 from hagxai.errors import UserError
 from hagxai.export import save_combiner
 from hagxai.models import ModelAdapter, model_digest
@@ -47,7 +46,7 @@ def build_model_and_data(cfg: RunConfig, progress: bool = True):
         from hagxai.data.demo import demo_dataset
 
         root = demo_dataset(cfg, progress)
-        dataset = HumanAttentionDataset(root)
+        dataset = open_dataset(root, "hagxai")
     if cfg.model.name == "demo":
         from hagxai.models.demo import demo_adapter
 
@@ -83,7 +82,7 @@ def train(
     progress: bool = True,
     console: Console | None = None,
     adapter: ModelAdapter | None = None,
-    dataset: HumanAttentionDataset | None = None,
+    dataset: AttentionDataset | None = None,
     on_step: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
     """Run (or resume) the k-fold training of ``cfg`` into ``cfg.run_dir``.
@@ -130,7 +129,7 @@ def train(
         layers=adapter.resolve_layers(cfg.model.layers),
         root=cache_dir(cfg) / "evidence",
         # A dataset read with a class subset (data.classes) explains only those classes.
-        rule=target_rule(cfg, adapter, getattr(dataset, "class_subset", None)),
+        rule=target_rule(cfg, adapter, dataset.class_subset),
         progress=progress,
     )
     human = load_human_data(cache, samples)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from hagxai.config import DemoDataConfig, ModelConfig, ObserverConfig
+from hagxai.data import open_dataset
 from hagxai.data.demo import make_demo_dataset
-from hagxai.data.format import HumanAttentionDataset
 from hagxai.models import build_adapter
 
 LAYERS = ["layer3", "layer4"]
@@ -32,7 +32,7 @@ def dataset_root(tmp_path_factory):
 def samples(dataset_root, tmp_path):
     """A private copy per test, so a test may break files."""
     root = shutil.copytree(dataset_root, tmp_path / "data")
-    return HumanAttentionDataset(root).samples
+    return open_dataset(root, "hagxai").samples
 
 
 @pytest.fixture(scope="session")

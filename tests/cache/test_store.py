@@ -9,8 +9,8 @@ import torch
 
 from hagxai.cache import CacheError, EvidenceCache, TargetRule
 from hagxai.config import DemoDataConfig, ModelConfig, ObserverConfig
+from hagxai.data import open_dataset
 from hagxai.data.demo import make_demo_dataset
-from hagxai.data.format import HumanAttentionDataset
 from hagxai.errors import UserError
 from hagxai.evidence import extract_evidence
 from hagxai.models import TargetSpec, build_adapter
@@ -103,7 +103,7 @@ def test_detector_cache_keeps_boxes_in_input_pixels(tmp_path, images, assert_sam
     adapter = build_adapter(ModelConfig(name="yolov8n.yaml", num_classes=4, input_size=(128, 128)))
     demo = DemoDataConfig(num_train=3, num_val=1)
     root = make_demo_dataset(tmp_path / "det", "detection", demo, ObserverConfig(), 0, False)
-    samples = HumanAttentionDataset(root).samples
+    samples = open_dataset(root, "hagxai").samples
     # A random-init head is never confident: explain its two best detections per image.
     rule = TargetRule("detections", conf_threshold=0.0, max_per_image=2)
     cache = EvidenceCache.build(

@@ -1,11 +1,10 @@
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from hagxai.config import DemoDataConfig, ObserverConfig
-from hagxai.data import HumanAttentionDataset
+from hagxai.data import open_dataset
 from hagxai.data.check import check_dataset
 from hagxai.data.demo import make_demo_dataset
 
@@ -27,7 +26,7 @@ def test_same_seed_writes_identical_files(tmp_path: Path, task: str) -> None:
 
 def test_classification_round_trip(tmp_path: Path) -> None:
     root = make_demo_dataset(tmp_path / "d", "classification", SMALL, ObserverConfig(), 0, False)
-    data = HumanAttentionDataset(root)
+    data = open_dataset(root, "hagxai")
     assert data.task == "classification"
     assert data.classes == ["circle", "square", "triangle", "cross"]
     assert len(data.split("train")) == 12 and len(data.split("val")) == 6
@@ -38,15 +37,15 @@ def test_classification_round_trip(tmp_path: Path) -> None:
     assert 0 <= sample.label < 4
     assert len(np.unique(sample.viewers)) == ObserverConfig().viewers
     assert (sample.fixations >= 0).all() and (sample.fixations < 112).all()
-    manifest = data.manifest
-    assert manifest["provenance"]["seed"] == 0
-    assert set(manifest["observer"]["consistency"]) == {"train", "val"}
+    assert data.format == "hagxai" and data.map_size is None
+    assert data.metadata["provenance"]["seed"] == 0
+    assert set(data.metadata["observer"]["consistency"]) == {"train", "val"}
     assert check_dataset(root).ok
 
 
 def test_detection_writes_yolo_labels_and_data_yaml(tmp_path: Path) -> None:
     root = make_demo_dataset(tmp_path / "d", "detection", SMALL, ObserverConfig(), 0, False)
-    data = HumanAttentionDataset(root)
+    data = open_dataset(root, "hagxai")
     assert "val: images/val" in (root / "data.yaml").read_text()
     for sample in data.samples:
         assert 1 <= len(sample.boxes) <= 4
@@ -60,48 +59,3 @@ def test_detection_writes_yolo_labels_and_data_yaml(tmp_path: Path) -> None:
         assert float(w) * 160 == pytest.approx(x2 - x1, abs=0.02)
         assert float(cy) * 160 == pytest.approx((y1 + y2) / 2, abs=0.02)
         assert float(h) * 160 == pytest.approx(y2 - y1, abs=0.02)
-
-
-def test_check_lists_every_problem(tmp_path: Path) -> None:
-    root = make_demo_dataset(tmp_path / "d", "classification", SMALL, ObserverConfig(), 0, False)
-    data = HumanAttentionDataset(root)
-    bad_image, missing_map, small_map = data[0], data[1], data[2]
-    bad_image.image_path.write_bytes(b"not a png")
-    missing_map.map_path.unlink()
-    np.save(small_map.map_path, np.zeros((10, 10), np.float32))
-    report = check_dataset(root)
-    assert len(report.problems) == 3
-    text = "\n".join(report.problems)
-    assert str(bad_image.image_path) in text and "cannot be read" in text
-    assert str(missing_map.map_path) in text and "does not exist" in text
-    assert str(small_map.map_path) in text and "10×10" in text
-
-
-def test_malformed_manifest_names_the_file(tmp_path: Path) -> None:
-    from hagxai.errors import DataError
-
-    (tmp_path / "manifest.json").write_text("{ not json")
-    with pytest.raises(DataError, match=r"manifest\.json: not valid JSON"):
-        HumanAttentionDataset(tmp_path)
-    (tmp_path / "manifest.json").write_text(json.dumps({"format": "hagxai-dataset", "version": 9}))
-    with pytest.raises(DataError, match="version 9 is not supported"):
-        HumanAttentionDataset(tmp_path)
-    with pytest.raises(DataError, match="no manifest"):
-        HumanAttentionDataset(tmp_path / "elsewhere")
-
-
-def test_bad_image_is_a_clear_error_even_after_ultralytics_patched_pil(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from PIL import Image
-    from ultralytics.utils import patches
-
-    from hagxai.data.format import read_image
-    from hagxai.errors import DataError
-
-    # What importing ultralytics (or yolov5) does to the whole process.
-    monkeypatch.setattr(Image, "open", patches.image_open)
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"not a png")
-    with pytest.raises(DataError, match="cannot be read as an image"):
-        read_image(bad)

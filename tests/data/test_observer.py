@@ -37,21 +37,16 @@ def test_every_viewer_looks_within_the_count_range(looked_at) -> None:
         assert (fix.duration >= 80).all()
 
 
+def test_map_sigma_is_a_share_of_the_longer_side() -> None:
+    assert obs.map_sigma_px(ObserverConfig(map_sigma=0.05), 80, 120) == pytest.approx(6.0)
+
+
 def test_viewers_agree_far_more_than_maps_of_other_images(looked_at) -> None:
     _, fixations, cfg = looked_at
-    stats = obs.consistency(fixations, 112, 112, obs.sigma_pixels(cfg, 112, 112))
+    stats = obs.consistency(fixations, 112, 112, obs.map_sigma_px(cfg, 112, 112))
     assert stats["loo_cc"] > 2 * stats["shuffled_cc"]
     assert stats["loo_cc"] > 0.35
     assert stats["loo_nss"] > stats["shuffled_nss"] + 1.0
-
-
-def test_fixation_map_is_a_blurred_max_normalised_density() -> None:
-    attention = obs.fixation_map(np.array([[10.0, 20.0], [10.0, 20.0], [40.0, 5.0]]), 32, 48, 2.0)
-    assert attention.shape == (32, 48)
-    assert attention.max() == pytest.approx(1.0)
-    assert np.unravel_index(attention.argmax(), attention.shape) == (20, 10)
-    assert attention[5, 40] == pytest.approx(0.5, rel=0.05)
-    assert obs.fixation_map(np.zeros((0, 2)), 8, 8, 1.0).max() == 0
 
 
 def test_detection_scenes_have_one_to_four_objects() -> None:

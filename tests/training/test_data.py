@@ -9,8 +9,8 @@ import torch
 
 from hagxai.cache import EvidenceCache, StreamingEvidence, TargetRule
 from hagxai.config import DemoDataConfig, ModelConfig, ObserverConfig
+from hagxai.data import open_dataset
 from hagxai.data.demo import make_demo_dataset
-from hagxai.data.format import HumanAttentionDataset
 from hagxai.models import Frame, build_adapter
 from hagxai.training.data import load_human_data, render
 
@@ -20,7 +20,7 @@ def test_letterbox_frames_come_from_the_source(tmp_path):
     adapter = build_adapter(ModelConfig(name="yolov8n.yaml", num_classes=4, input_size=(96, 128)))
     demo = DemoDataConfig(num_train=3, num_val=1)
     root = make_demo_dataset(tmp_path / "det", "detection", demo, ObserverConfig(), 0, False)
-    samples = HumanAttentionDataset(root).samples
+    samples = open_dataset(root, "hagxai").samples
     rule = TargetRule("detections", conf_threshold=0.0, max_per_image=2)
     cache = EvidenceCache.build(
         adapter, samples, layers=["head"], root=tmp_path / "c", rule=rule, progress=False
@@ -39,7 +39,7 @@ def test_a_plain_resize_has_no_frame(tmp_path):
     adapter = build_adapter(ModelConfig(name="resnet18", num_classes=4, input_size=(64, 64)))
     demo = DemoDataConfig(num_train=3, num_val=1, image_size=48)
     root = make_demo_dataset(tmp_path / "cls", "classification", demo, ObserverConfig(), 0, False)
-    samples = HumanAttentionDataset(root).samples
+    samples = open_dataset(root, "hagxai").samples
     cache = EvidenceCache.build(adapter, samples, layers=["layer4"], root=tmp_path, progress=False)
     human = load_human_data(cache, samples)
     assert human.keep == [0, 1, 2, 3] and human.frames == [None] * 4

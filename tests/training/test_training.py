@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from hagxai.config import load_config, save_config
-from hagxai.data.format import HumanAttentionDataset
+from hagxai.data import open_dataset
 from hagxai.errors import ConfigError, UserError
 from hagxai.training import learning_rate, train
 from hagxai.training.checkpoint import (
@@ -111,14 +111,14 @@ def test_run_writes_outputs_and_skips_bad_samples(tiny, tmp_path):
     cfg, adapter, dataset = tiny
     root = tmp_path / "data"
     shutil.copytree(dataset.root, root)
-    copy = HumanAttentionDataset(root)
+    copy = open_dataset(root, "hagxai")
     val = copy.split("val")
     val[0].image_path.write_bytes(b"not an image")
     np.save(val[1].map_path, np.full((64, 64), np.nan, np.float32))
     cfg = cfg.model_copy(deep=True)
     cfg.output_dir = tmp_path / "runs"
     cfg.train.baselines = ["gradcam"]
-    summary = train(cfg, progress=False, adapter=adapter, dataset=HumanAttentionDataset(root))
+    summary = train(cfg, progress=False, adapter=adapter, dataset=open_dataset(root, "hagxai"))
     run = cfg.run_dir
     assert summary["skipped"] == 2
     assert set(summary["skipped_samples"]) == {val[0].id, val[1].id}
@@ -153,7 +153,7 @@ def test_run_writes_outputs_and_skips_bad_samples(tiny, tmp_path):
     card = json.loads((run / "best" / "combiner.json").read_text())
     assert f"fold {summary['best_fold']}," in card["provenance"]
     with pytest.raises(UserError, match="already holds a run"):
-        train(cfg, progress=False, adapter=adapter, dataset=HumanAttentionDataset(root))
+        train(cfg, progress=False, adapter=adapter, dataset=open_dataset(root, "hagxai"))
 
 
 def _final_tensors(run: Path) -> dict[str, torch.Tensor]:

@@ -7,7 +7,10 @@ from PIL import Image
 from scipy.io import savemat
 
 from hagxai.cli import main
+from hagxai.config import DemoDataConfig, ObserverConfig
+from hagxai.data import open_dataset
 from hagxai.data.check import check_dataset
+from hagxai.data.demo import make_demo_dataset
 
 RNG = np.random.default_rng(1)
 
@@ -71,3 +74,20 @@ def test_check_fixations_and_reference(tmp_path: Path) -> None:
         len(report.problems) == 1
         and "map is 16×9, this format's maps are 1024×576" in (report.problems[0])
     )
+
+
+def test_check_lists_every_problem_of_a_hagxai_folder(tmp_path: Path) -> None:
+    small = DemoDataConfig(num_train=12, num_val=6)
+    root = make_demo_dataset(tmp_path / "d", "classification", small, ObserverConfig(), 0, False)
+    data = open_dataset(root, "hagxai")
+    bad_image, missing_map, small_map = data[0], data[1], data[2]
+    bad_image.image_path.write_bytes(b"not a png")
+    missing_map.map_path.unlink()
+    np.save(small_map.map_path, np.zeros((10, 10), np.float32))
+    report = check_dataset(root)
+    assert report.format == "hagxai"
+    assert len(report.problems) == 3
+    text = "\n".join(report.problems)
+    assert str(bad_image.image_path) in text and "cannot be read" in text
+    assert str(missing_map.map_path) in text and "does not exist" in text
+    assert str(small_map.map_path) in text and "10×10" in text
