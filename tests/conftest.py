@@ -41,6 +41,23 @@ def _demo(config: str):
     return cfg, root, demo_model(cfg, root, progress=False)
 
 
+@pytest.fixture
+def small_demo_samples():
+    """``make(folder, task, image_size=None)``: the samples of a tiny demo set (3 train + 1 val
+    images) written to ``folder``."""
+    from hagxai.config import DemoDataConfig, ObserverConfig
+    from hagxai.data import open_dataset
+    from hagxai.data.demo import make_demo_dataset
+
+    def make(folder: Path, task: str, image_size: int | None = None) -> list:
+        sizes = {} if image_size is None else {"image_size": image_size}
+        demo = DemoDataConfig(num_train=3, num_val=1, **sizes)
+        root = make_demo_dataset(folder, task, demo, ObserverConfig(), 0, False)
+        return open_dataset(root, "hagxai").samples
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def demo_classifier():
     """``(cfg, data_root, DemoModel)`` of configs/demo_classifier.yaml (trained on first use)."""

@@ -8,9 +8,7 @@ import pytest
 import torch
 
 from hagxai.cache import CacheError, EvidenceCache, TargetRule
-from hagxai.config import DemoDataConfig, ModelConfig, ObserverConfig
-from hagxai.data import open_dataset
-from hagxai.data.demo import make_demo_dataset
+from hagxai.config import ModelConfig
 from hagxai.errors import UserError
 from hagxai.evidence import extract_evidence
 from hagxai.models import TargetSpec, build_adapter
@@ -99,11 +97,11 @@ def test_another_layer_set_is_another_cache_and_rules_are_checked(classifier, sa
         EvidenceCache.build(classifier, few, layers=LAYERS, root=tmp_path, dtype=torch.float64)
 
 
-def test_detector_cache_keeps_boxes_in_input_pixels(tmp_path, images, assert_same):
+def test_detector_cache_keeps_boxes_in_input_pixels(
+    tmp_path, images, assert_same, small_demo_samples
+):
     adapter = build_adapter(ModelConfig(name="yolov8n.yaml", num_classes=4, input_size=(128, 128)))
-    demo = DemoDataConfig(num_train=3, num_val=1)
-    root = make_demo_dataset(tmp_path / "det", "detection", demo, ObserverConfig(), 0, False)
-    samples = open_dataset(root, "hagxai").samples
+    samples = small_demo_samples(tmp_path / "det", "detection")
     # A random-init head is never confident: explain its two best detections per image.
     rule = TargetRule("detections", conf_threshold=0.0, max_per_image=2)
     cache = EvidenceCache.build(

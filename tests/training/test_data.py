@@ -8,19 +8,15 @@ from types import SimpleNamespace
 import torch
 
 from hagxai.cache import EvidenceCache, StreamingEvidence, TargetRule
-from hagxai.config import DemoDataConfig, ModelConfig, ObserverConfig
-from hagxai.data import open_dataset
-from hagxai.data.demo import make_demo_dataset
+from hagxai.config import ModelConfig
 from hagxai.models import Frame, build_adapter
 from hagxai.training.data import load_human_data, render
 
 
-def test_letterbox_frames_come_from_the_source(tmp_path):
+def test_letterbox_frames_come_from_the_source(tmp_path, small_demo_samples):
     # A wide input for square images: letterboxed with padding left and right.
     adapter = build_adapter(ModelConfig(name="yolov8n.yaml", num_classes=4, input_size=(96, 128)))
-    demo = DemoDataConfig(num_train=3, num_val=1)
-    root = make_demo_dataset(tmp_path / "det", "detection", demo, ObserverConfig(), 0, False)
-    samples = open_dataset(root, "hagxai").samples
+    samples = small_demo_samples(tmp_path / "det", "detection")
     rule = TargetRule("detections", conf_threshold=0.0, max_per_image=2)
     cache = EvidenceCache.build(
         adapter, samples, layers=["head"], root=tmp_path / "c", rule=rule, progress=False
@@ -35,11 +31,9 @@ def test_letterbox_frames_come_from_the_source(tmp_path):
             assert frame == expected and frame.pad[1] > 0
 
 
-def test_a_plain_resize_has_no_frame(tmp_path):
+def test_a_plain_resize_has_no_frame(tmp_path, small_demo_samples):
     adapter = build_adapter(ModelConfig(name="resnet18", num_classes=4, input_size=(64, 64)))
-    demo = DemoDataConfig(num_train=3, num_val=1, image_size=48)
-    root = make_demo_dataset(tmp_path / "cls", "classification", demo, ObserverConfig(), 0, False)
-    samples = open_dataset(root, "hagxai").samples
+    samples = small_demo_samples(tmp_path / "cls", "classification", image_size=48)
     cache = EvidenceCache.build(adapter, samples, layers=["layer4"], root=tmp_path, progress=False)
     human = load_human_data(cache, samples)
     assert human.keep == [0, 1, 2, 3] and human.frames == [None] * 4
