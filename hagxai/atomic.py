@@ -1,8 +1,9 @@
-"""Atomic file writes: a reader sees the old file or the new one, never half of one."""
+"""Atomic writes: a reader sees the old file (or folder) or the new one, never half of one."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -37,3 +38,23 @@ def write_atomic(path: str | Path, data: bytes | Callable[[Path], None]) -> None
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def write_folder_atomic(folder: str | Path, make: Callable[[Path], None]) -> None:
+    """Create (or replace) ``folder`` whole or not at all.
+
+    ``make`` fills an empty ``<folder>.partial`` beside it, which is then renamed to ``folder``;
+    a process killed before the rename leaves only the ``.partial`` folder, which the next call
+    clears, so ``folder`` never exists half-written.
+
+    Args:
+        folder: the folder to create.
+        make: called with the empty temporary folder to write into.
+    """
+    folder = Path(folder)
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    make(partial)
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)

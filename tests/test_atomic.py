@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hagxai.atomic import write_atomic
+from hagxai.atomic import write_atomic, write_folder_atomic
 
 
 def test_bytes_and_writers_replace_the_file(tmp_path):
@@ -36,3 +36,28 @@ def test_a_missing_folder_is_an_error_and_writes_nothing(tmp_path):
     with pytest.raises(FileNotFoundError):
         write_atomic(tmp_path / "missing" / "f", b"x")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_folder_appears_whole_or_not_at_all(tmp_path):
+    folder = tmp_path / "entry"
+
+    def write(text: str):
+        def make(partial: Path) -> None:
+            assert partial.is_dir() and not any(partial.iterdir())
+            (partial / "a.txt").write_text(text)
+
+        return make
+
+    write_folder_atomic(folder, write("one"))
+    assert (folder / "a.txt").read_text() == "one"
+
+    def crash(partial: Path) -> None:
+        (partial / "a.txt").write_text("half")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        write_folder_atomic(folder, crash)
+    assert (folder / "a.txt").read_text() == "one"  # the old folder is untouched
+    write_folder_atomic(folder, write("two"))  # the next call clears the leftover .partial
+    assert (folder / "a.txt").read_text() == "two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["entry"]

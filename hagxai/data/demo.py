@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 from rich.progress import track
 
 from hagxai import __version__
+from hagxai.atomic import write_folder_atomic
 from hagxai.config import DemoDataConfig, ObserverConfig, RunConfig, cache_dir
 from hagxai.data import observer as obs
 from hagxai.data.fixations import fixation_map
@@ -127,9 +127,11 @@ def demo_dataset(cfg: RunConfig, progress: bool = True) -> Path:
     root = cache_dir(cfg) / "datasets" / f"demo-{cfg.data.task}-{spec_key(spec)}"
     if (root / MANIFEST).exists():
         return root
-    partial = root.with_name(root.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    make_demo_dataset(partial, cfg.data.task, cfg.data.demo, cfg.data.observer, cfg.seed, progress)
-    # The rename makes the set appear whole or not at all, even if the process is killed.
-    partial.rename(root)
+    # The set appears whole or not at all, even if the process is killed.
+    write_folder_atomic(
+        root,
+        lambda partial: make_demo_dataset(
+            partial, cfg.data.task, cfg.data.demo, cfg.data.observer, cfg.seed, progress
+        ),
+    )
     return root

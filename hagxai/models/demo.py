@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from hagxai import __version__
+from hagxai.atomic import write_folder_atomic
 from hagxai.config import RunConfig, cache_dir, resolve_device
 from hagxai.data import open_dataset
 from hagxai.data.demo import spec_key
@@ -147,13 +148,11 @@ def train_classifier(cfg: RunConfig, data_root: Path, progress: bool = True) -> 
 
 
 def _store(folder: Path, tensors: dict[str, torch.Tensor], card: dict[str, Any]) -> None:
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    save_file(tensors, partial / WEIGHTS)
-    (partial / CARD).write_text(json.dumps(card, indent=1, sort_keys=True) + "\n")
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
+    def write(partial: Path) -> None:
+        save_file(tensors, partial / WEIGHTS)
+        (partial / CARD).write_text(json.dumps(card, indent=1, sort_keys=True) + "\n")
+
+    write_folder_atomic(folder, write)
 
 
 def load_classifier(folder: Path) -> DemoModel:
