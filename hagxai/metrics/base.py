@@ -29,7 +29,3 @@ class Metric:
     fn: Callable[..., Any]
     higher_is_better: bool
     inputs: tuple[str, ...]
-
-    def better(self, value: float, than: float) -> bool:
-        """Whether ``value`` is strictly better than ``than`` by this metric's direction."""
-        return value > than if self.higher_is_better else value < than

@@ -149,6 +149,8 @@ def train(
     history = load_checkpoint(run_dir / CHECKPOINT)[1]["history"] if resume else []
     log = RunLog(cfg, run_dir, history)
     digest = model_digest(adapter.model)
+    # once per run: it stats every file of the dataset, and every fold trained on this data
+    fingerprint = dataset.fingerprint
     grid = _grid(cache)
     combiners: dict[int, HAGCombiner] = {}
 
@@ -161,7 +163,7 @@ def train(
             model_digest=digest,
             input_size=cache.input_size,
             grid=grid,
-            data_fingerprint=dataset.fingerprint,
+            data_fingerprint=fingerprint,
             metrics=_finite(result.best),
             provenance=f"hagxai train {cfg.name}: fold {fold}, best epoch {result.best_epoch}",
             overwrite=True,
