@@ -5,6 +5,10 @@ fold), ``metrics.csv`` and ``metrics.jsonl`` (one row per fold and epoch; epoch 
 combiner), ``fold_<k>/combiner/`` (each fold's best combiner, exported), ``best/`` (the best
 fold's), ``summary.json`` and ``summary.md`` (per fold and mean ± std), ``plots/`` and the
 checkpoint.
+
+Under torchrun (:mod:`hagxai.distributed`) every rank runs this function: rank 0 builds the demo
+data and model first, the ranks share the evidence extraction (each shard by one rank), train
+together (:class:`~hagxai.training.trainer.Trainer`), and only rank 0 writes the run folder.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from hagxai.combiner import HAGCombiner
 from hagxai.config import RunConfig, cache_dir, resolve_device, save_config
 from hagxai.console import make_console
 from hagxai.data import AttentionDataset, open_dataset, open_from_config
+from hagxai.distributed import device_for, is_main, main_first
 from hagxai.errors import UserError
 from hagxai.export import save_combiner
 from hagxai.models import ModelAdapter, model_digest
@@ -34,6 +39,9 @@ from hagxai.training.folds import load_folds, make_folds, save_folds
 from hagxai.training.logging import RunLog
 from hagxai.training.metrics import NAMES, higher_is_better
 from hagxai.training.trainer import FoldResult, Trainer, check_select_metric
+
+STORAGE_DTYPE = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+"""``cache.dtype`` -> the evidence cache's storage dtype."""
 
 
 def build_model_and_data(cfg: RunConfig, progress: bool = True):
@@ -106,6 +114,8 @@ def train(
     check_select_metric(cfg)
     console = console or make_console()
     run_dir = cfg.run_dir
+    main = is_main()
+    progress = progress and main
     if not resume and (run_dir / CHECKPOINT).exists():
         if not overwrite:
             raise UserError(
@@ -114,11 +124,17 @@ def train(
             )
         for stale in ("fold_", "best", "plots", CHECKPOINT, "summary", "metrics"):
             for path in run_dir.glob(f"{stale}*"):
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
+                if main:
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    # this process's device: under torchrun, GPU LOCAL_RANK for a CUDA run
+    device = device_for(cfg.device)
+    local_cfg = cfg if device == cfg.device else cfg.model_copy(update={"device": device})
     if adapter is None or dataset is None:
-        adapter, dataset = build_model_and_data(cfg, progress)
+        with main_first():  # rank 0 makes the demo data and model, the others then load them
+            adapter, dataset = build_model_and_data(local_cfg, progress)
     torch.manual_seed(cfg.seed)
     samples = dataset.samples
     if cfg.train.splits is not None:
@@ -130,14 +146,17 @@ def train(
         root=cache_dir(cfg) / "evidence",
         # A dataset read with a class subset (data.classes) explains only those classes.
         rule=target_rule(cfg, adapter, dataset.class_subset),
+        dtype=STORAGE_DTYPE[cfg.cache.dtype],
         progress=progress,
+        distributed=True,
     )
     human = load_human_data(cache, samples)
     skipped = {**cache.skipped, **human.skipped}
     usable = [cache.ids[p] for p in human.keep]
     folds_path = run_dir / "folds.json"
     folds_ids = load_folds(folds_path) if resume else make_folds(usable, cfg.train.folds, cfg.seed)
-    save_folds(folds_ids, folds_path)
+    if main:
+        save_folds(folds_ids, folds_path)
     position = {sample_id: p for p, sample_id in enumerate(cache.ids)}
     folds = [[position[i] for i in fold] for fold in folds_ids]
     by_id = {s.id: s for s in samples}
@@ -147,7 +166,7 @@ def train(
         return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div(255)
 
     history = load_checkpoint(run_dir / CHECKPOINT)[1]["history"] if resume else []
-    log = RunLog(cfg, run_dir, history)
+    log = RunLog(cfg, run_dir, history) if main else None
     digest = model_digest(adapter.model)
     # once per run: it stats every file of the dataset, and every fold trained on this data
     fingerprint = dataset.fingerprint
@@ -177,14 +196,16 @@ def train(
         folds,
         image,
         run_dir,
-        resolve_device(cfg.device),
-        on_epoch=log.epoch,
-        on_fold_end=fold_end,
+        resolve_device(device),
+        on_epoch=log.epoch if log is not None else None,
+        on_fold_end=fold_end if main else None,
         on_step=on_step,
         progress=progress,
     )
     results = trainer.run(resume=resume)
     summary = summarise(cfg, results, skipped, len(usable))
+    if log is None:  # not rank 0: the run folder is rank 0's to write
+        return summary
     best_fold = summary["best_fold"]
     shutil.rmtree(run_dir / "best", ignore_errors=True)
     shutil.copytree(run_dir / f"fold_{best_fold}" / "combiner", run_dir / "best")

@@ -182,10 +182,10 @@ def test_open_reads_no_shard_and_a_bad_checksum_is_caught_on_first_read(
         rtol=0,
         atol=0,
     )
-    with pytest.raises(CacheError, match="shard-00001.safetensors: SHA-256 differs"):
+    with pytest.raises(CacheError, match=r"shard-00001\.safetensors: SHA-256 differs"):
         fresh.evidence([4])
     shard.unlink()
-    with pytest.raises(CacheError, match="shard-00001.safetensors: missing"):
+    with pytest.raises(CacheError, match=r"shard-00001\.safetensors: missing"):
         EvidenceCache.open(first.path)
     with pytest.raises(CacheError, match="not a readable cache index"):
         EvidenceCache.open(tmp_path)
