@@ -218,7 +218,8 @@ class Trainer:
             count += len(batch)
             self.on_step()
         if world_size() > 1:
-            summed = torch.tensor([total], dtype=torch.float64)
+            # on the combiner's device: NCCL reduces only GPU tensors
+            summed = torch.tensor([total], dtype=torch.float64, device=self.device)
             all_reduce_sum_([summed])
             total = float(summed)
         return total / max(count, 1)

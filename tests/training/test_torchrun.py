@@ -1,10 +1,12 @@
-"""``torchrun --nproc_per_node=2`` (gloo, CPU) on a tiny demo run: the metrics of one process,
-one run folder, and a SIGKILL-ed distributed run that resumes to the uninterrupted one."""
+"""``torchrun --nproc_per_node=2`` (gloo, CPU) on a tiny demo run: the evidence extracted by both
+ranks, the metrics of one process, one run folder, and a SIGKILL-ed distributed run that resumes to
+the uninterrupted one."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -91,6 +93,8 @@ def test_two_processes_match_one_and_a_killed_run_resumes(tmp_path):
     one = train(
         cfg.model_copy(update={"name": "one"}), progress=False, adapter=adapter, dataset=dataset
     )
+    # the two processes extract the evidence again, each shard on one rank
+    shutil.rmtree(tmp_path / "cache" / "evidence")
     config = save_config(cfg, tmp_path / "tiny.yaml")
     env = {
         **os.environ,
