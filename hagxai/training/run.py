@@ -28,7 +28,7 @@ from hagxai.combiner import HAGCombiner
 from hagxai.config import RunConfig, cache_dir, resolve_device, save_config
 from hagxai.console import make_console
 from hagxai.data import AttentionDataset, open_dataset, open_from_config
-from hagxai.distributed import device_for, is_main, main_first
+from hagxai.distributed import barrier, device_for, is_main, main_first
 from hagxai.errors import UserError
 from hagxai.export import save_combiner
 from hagxai.models import ModelAdapter, model_digest
@@ -126,6 +126,7 @@ def train(
             for path in run_dir.glob(f"{stale}*"):
                 if main:
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
+    barrier()  # every rank has looked for an old run before rank 0 writes the new one
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")

@@ -296,7 +296,8 @@ class Trainer:
         noise = torch.rand((count, c, h, w), generator=generator, device=device)
         if not positions:
             empty = torch.zeros(0, c, h, w, device=device)
-            return FaithSubset([], empty, self.cache.targets([]), noise[:0])
+            none = torch.zeros(0, dtype=torch.long)
+            return FaithSubset([], empty, Targets(none, none, torch.zeros(0)), noise[:0])
         prepared = self.adapter.preprocess([self.images(p) for p in positions])
         noise = noise[mine.start : mine.stop].to(prepared.x)
         return FaithSubset(positions, prepared.x, self.cache.targets(positions), noise)
