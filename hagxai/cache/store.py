@@ -251,10 +251,13 @@ class EvidenceCache:
             stat = file.stat()
         except FileNotFoundError:
             stat = None
-        if stat is None or stat.st_size != entry["bytes"] or stat.st_mtime_ns != entry["mtime_ns"]:
+        if stat is None or stat.st_size != entry["bytes"]:
             raise CacheError(
                 f"{file} changed on disk since the cache was opened; open it again to rebuild"
             )
+        if stat.st_mtime_ns != entry["mtime_ns"]:
+            # rewritten since it was checked (by another rank recomputing it, say): check again
+            self._verified.discard(number)
         if number not in self._verified:
             self._check(number)
         shard = MappedShard(file)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -153,7 +154,8 @@ def test_open_reads_no_shard_and_a_bad_checksum_is_caught_on_first_read(
     expected = first.evidence(range(8))
     assert first.verify() == {}
     shard = first.path / "shard-00001.safetensors"
-    data = bytearray(shard.read_bytes())
+    good = shard.read_bytes()
+    data = bytearray(good)
     data[-1] ^= 0xFF  # same size, other bytes: only the checksum can tell
     shard.write_bytes(bytes(data))
 
@@ -163,6 +165,7 @@ def test_open_reads_no_shard_and_a_bad_checksum_is_caught_on_first_read(
     assert again.computed_shards == []  # opening only stats the shards
     assert_same(again.evidence(range(8)), expected, rtol=0, atol=0)  # recomputed on first read
     assert again.verify() == {}
+    good = shard.read_bytes()  # as recomputed (the index now records these bytes)
 
     shard.write_bytes(bytes(data))
     bare = EvidenceCache.open(first.path)
@@ -184,6 +187,15 @@ def test_open_reads_no_shard_and_a_bad_checksum_is_caught_on_first_read(
     )
     with pytest.raises(CacheError, match=r"shard-00001\.safetensors: SHA-256 differs"):
         fresh.evidence([4])
+    # a shard rewritten after its first read (mtime moved) is checked again when next mapped
+    shard.write_bytes(good)
+    one = EvidenceCache.open(first.path, max_open_shards=1)
+    one.evidence([4]), one.evidence([0])  # maps shard 1, then shard 0 evicts it
+    stamp = shard.stat().st_mtime_ns
+    shard.write_bytes(bytes(data))
+    os.utime(shard, ns=(stamp + 10**9, stamp + 10**9))  # a clock tick may be coarser than a write
+    with pytest.raises(CacheError, match=r"shard-00001\.safetensors: SHA-256 differs"):
+        one.evidence([4])
     shard.unlink()
     with pytest.raises(CacheError, match=r"shard-00001\.safetensors: missing"):
         EvidenceCache.open(first.path)
