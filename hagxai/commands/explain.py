@@ -21,7 +21,7 @@ from hagxai import explainers
 from hagxai.commands.layers import add_model_arguments, model_config
 from hagxai.config import resolve_device
 from hagxai.data.sample import read_image
-from hagxai.errors import DataError, UserError
+from hagxai.errors import DataError, UserError, cut_list
 from hagxai.evidence import Extraction, extract_evidence
 from hagxai.explainers.learned import LearnedExplainer
 from hagxai.explainers.perturbation import perturbation_maps
@@ -61,7 +61,7 @@ def image_paths(inputs: list[str]) -> list[Path]:
         else:
             raise DataError(f"{item} does not exist")
     if not paths:
-        raise DataError(f"no images found in {', '.join(inputs)}")
+        raise DataError(f"no images found in {cut_list(inputs)}")
     return paths
 
 
@@ -113,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
     known = [m for m in explainers.available() if m != "human"] + list(explainers.PERTURBATION)
     unknown = [m for m in methods if m not in known]
     if unknown:
-        raise UserError(f"unknown method {unknown[0]!r} (known: {', '.join(known)})")
+        raise UserError(f"unknown method {unknown[0]!r} (known: {cut_list(known, 8)})")
     paths = image_paths(args.inputs)
     adapter = build_adapter(model_config(args, args.layers), resolve_device(args.device))
     learned = LearnedExplainer.from_folder(args.combiner, adapter) if args.combiner else None
