@@ -23,7 +23,9 @@ def test_class_subset_message_is_one_short_line(tmp_path) -> None:
     from hagxai.data.readers.labels import Labels
     from hagxai.errors import UserError
 
-    labels = Labels(source=tmp_path / "labels", classes=[f"n{i:03d}" for i in range(700)])
+    labels = Labels(
+        task="detection", source=tmp_path / "labels", classes=[f"n{i:03d}" for i in range(700)]
+    )
     with pytest.raises(UserError) as err:
         labels.keep(["nope", "n001"])
     message = str(err.value)
