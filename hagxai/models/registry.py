@@ -105,3 +105,23 @@ def build_adapter(cfg: ModelConfig | str, device: torch.device | str = "cpu") ->
         f"unknown model {name!r}{hint} (a torchvision or timm classifier, a torchvision detector, "
         "an ultralytics .yaml/.pt, yolov5:<yaml or .pt>, or demo)"
     )
+
+
+def random_weights_message(cfg: ModelConfig) -> str | None:
+    """A warning when ``cfg`` builds a model with randomly initialised weights, else ``None``.
+
+    A library name (``resnet50``, ``yolov8n.yaml``, ``yolov5:yolov5s.yaml``) without
+    ``weights`` and without ``pretrained`` is built with random weights: its explanations show
+    an untrained network. Checkpoints (``.pt``) and registered names (the demo models) carry
+    their weights.
+    """
+    if cfg.weights is not None or cfg.pretrained:
+        return None
+    name = cfg.name
+    if name in _REGISTRY or name in _LAZY or name.endswith(".pt"):
+        return None
+    return (
+        f"model {name!r} has random weights (no weights file, not pretrained): its explanations "
+        "show an untrained network; load weights with --weights FILE / model.weights, or the "
+        "library's with --pretrained / model.pretrained=true"
+    )
