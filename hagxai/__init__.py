@@ -41,7 +41,20 @@ _LAZY = {
     "YoloAdapter": "hagxai.models.yolo",
 }
 
-__all__ = ["Evidence", "__version__", *_LAZY]
+__all__ = [
+    "HAGCAM",
+    "ClassifierAdapter",
+    "ClassifierOutputTarget",
+    "Evidence",
+    "ModelAdapter",
+    "Prepared",
+    "TargetSpec",
+    "Targets",
+    "TorchvisionDetectorAdapter",
+    "YoloAdapter",
+    "__version__",
+    "explain",
+]
 
 
 def __getattr__(name: str) -> Any:

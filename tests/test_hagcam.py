@@ -89,7 +89,7 @@ def test_targets_mean_what_pytorch_grad_cam_means(setup) -> None:
     other = cam(x, [ClassifierOutputTarget((c + 1) % 10) for c in predicted])
     assert np.abs(other - explicit).max() > 1e-3
     # the untrained combiner smooths: not LayerCAM's map, but the same range and shape
-    assert default.shape == (2, SIZE, SIZE) and 0.0 <= default.min() and default.max() <= 1.0
+    assert default.shape == (2, SIZE, SIZE) and default.min() >= 0.0 and default.max() <= 1.0
 
 
 def test_several_targets_per_image_and_per_target_maps(setup) -> None:
