@@ -211,8 +211,19 @@ def _per_target_targets(targets: Targets) -> Targets:
     )
 
 
-class _Method:
-    """One explanation method bound to an adapter: ``maps(extraction, per_target)``."""
+class Method:
+    """One explanation method bound to an adapter: a baseline by name, or a combiner.
+
+    Args:
+        adapter: the model.
+        method: an explainer name (ignored with ``combiner``).
+        combiner: a combiner folder or a :class:`~hagxai.combiner.HAGCombiner`, or ``None``.
+        layers: layers to hook (``None``: the card's with a folder, else the adapter's default).
+        num_masks: RISE / D-RISE masks per image.
+
+    Attributes:
+        layers: the resolved layers this method needs evidence of.
+    """
 
     def __init__(
         self,
@@ -325,7 +336,7 @@ def explain(
     if not isinstance(model, (str, nn.Module)) and input_size is not None:
         raise UserError("input_size applies to a model name or an nn.Module, not an adapter")
     names = layer_names(adapter.model, layers)
-    explainer = _Method(adapter, method, combiner, names, num_masks)
+    explainer = Method(adapter, method, combiner, names, num_masks)
     items = load_images(images)
     spec = target_spec(adapter, targets, len(items))
     out: list[Tensor] = []

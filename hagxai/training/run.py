@@ -27,6 +27,7 @@ from hagxai.data import AttentionDataset, open_dataset, open_from_config
 from hagxai.errors import UserError
 from hagxai.export import save_combiner
 from hagxai.models import ModelAdapter, model_digest
+from hagxai.models.registry import card_fields
 from hagxai.training import plots
 from hagxai.training.checkpoint import CHECKPOINT, load_checkpoint
 from hagxai.training.data import load_human_data
@@ -161,6 +162,7 @@ def train(
             run_dir / f"fold_{fold}" / "combiner",
             model_name=adapter.family,
             model_digest=digest,
+            model_build=card_fields(cfg.model),
             input_size=cache.input_size,
             grid=grid,
             data_fingerprint=fingerprint,
