@@ -138,7 +138,7 @@ def save_combiner(
     card = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "provenance": provenance,
         "model": {"name": model_name, "digest": model_digest, **dict(model_build or {})},
         "layers": combiner.layers,
