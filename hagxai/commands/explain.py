@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
 
 from hagxai import explainers
 from hagxai.api import Method
@@ -31,6 +30,7 @@ from hagxai.evidence import Extraction, extract_evidence
 from hagxai.export import CARD_FILE, read_card
 from hagxai.models import ModelAdapter, TargetSpec, build_adapter
 from hagxai.models.registry import config_from_card, random_weights_message
+from hagxai.overlay import overlay
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -95,19 +95,6 @@ def load_image(path: Path) -> torch.Tensor:
     except DataError:
         raise DataError(f"{path} is not a readable image") from None
     return torch.from_numpy(array.astype(np.float32) / 255.0).permute(2, 0, 1)
-
-
-def overlay(image: torch.Tensor, saliency: np.ndarray, boxes: list[list[float]]) -> Image.Image:
-    """The map in the jet colour map at half opacity over the image, with boxes in white."""
-    from matplotlib import colormaps
-
-    base = (image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-    heat = (colormaps["jet"](saliency)[..., :3] * 255).astype(np.uint8)
-    out = Image.fromarray((0.5 * base + 0.5 * heat).astype(np.uint8))
-    draw = ImageDraw.Draw(out)
-    for box in boxes:
-        draw.rectangle(box, outline=(255, 255, 255), width=2)
-    return out
 
 
 def _write(
