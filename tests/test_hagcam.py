@@ -123,3 +123,13 @@ def test_combiner_folder_is_checked_against_model_and_layers(setup, tmp_path) ->
         HAGCAM(other, [other.layer4], combiner=folder)
     with pytest.raises(UserError, match="input size"):
         HAGCAM(model, [model.layer4], combiner=folder)(torch.rand(1, 3, 64, 64))
+
+
+def test_readme_hagcam_example_runs(capsys) -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("### A learned head where pytorch-grad-cam is used\n", 1)[1]
+    exec(re.search(r"```python\n(.*?)```", section, re.S).group(1), {})
+    assert capsys.readouterr().out.strip() == "(2, 224, 224) float32"
