@@ -284,7 +284,7 @@ class Method:
 
 
 def explain(
-    model: str | ModelAdapter | nn.Module,
+    model: str | ModelAdapter | nn.Module | None,
     images: ImageLike | Sequence[ImageLike],
     method: str = "gradcam",
     *,
@@ -300,10 +300,12 @@ def explain(
     """Saliency maps of ``images`` for ``model``, in each image's own frame.
 
     Args:
-        model: a model name, a :class:`~hagxai.models.ModelAdapter`, or an ``nn.Module``
-            classifier (``B×3×H×W`` images normalised with the ImageNet mean and std inside ->
-            ``B×K`` logits; for another normalisation wrap it in
-            :class:`~hagxai.models.classifier.ClassifierAdapter` with ``mean=``/``std=``).
+        model: a model name, a :class:`~hagxai.models.ModelAdapter`, an ``nn.Module``
+            classifier, or ``None`` with a combiner folder: the model its card names (and its
+            weights file) is rebuilt. An ``nn.Module`` is a classifier: ``B×3×H×W`` images
+            normalised with the ImageNet mean and std inside -> ``B×K`` logits (for another
+            normalisation wrap it in :class:`~hagxai.models.classifier.ClassifierAdapter` with
+            ``mean=``/``std=``).
         images: a ``B×3×H×W`` tensor, or images as ``3×H×W`` tensors (float in [0, 1] or uint8),
             ``H×W×3`` uint8 arrays, PIL images or file paths, of any sizes.
         method: an explainer name (``gradcam``, ``gradcam++``, ``fullgradcam++``, … ``rise``
@@ -332,8 +334,10 @@ def explain(
         UserError: an unknown model, method or layer, bad targets, or a combiner for another
             model.
     """
-    adapter = as_adapter(model, layers if isinstance(model, str) else None, input_size, device)
-    if not isinstance(model, (str, nn.Module)) and input_size is not None:
+    if model is None:
+        model = _model_from_card(combiner, input_size)
+    adapter = as_adapter(model, None, input_size, device)
+    if isinstance(model, ModelAdapter) and input_size is not None:
         raise UserError("input_size applies to a model name or an nn.Module, not an adapter")
     names = layer_names(adapter.model, layers)
     explainer = Method(adapter, method, combiner, names, num_masks)
@@ -356,6 +360,19 @@ def explain(
     if per_target or len({tuple(m.shape) for m in out}) > 1:
         return out
     return torch.stack(out)
+
+
+def _model_from_card(combiner: Any, input_size: tuple[int, int] | None) -> ModelAdapter:
+    """The adapter of the model a combiner folder's card names (its name and weights file)."""
+    if not isinstance(combiner, (str, Path)):
+        raise UserError("model=None needs combiner= a combiner folder whose card names the model")
+    from hagxai.export import CARD_FILE, read_card
+    from hagxai.models.registry import build_adapter, config_from_card
+
+    card = read_card(combiner)
+    cfg = config_from_card(card["model"], str(Path(combiner) / CARD_FILE))
+    size = input_size or card.get("input_size")
+    return build_adapter(cfg.model_copy(update={"input_size": tuple(size) if size else None}))
 
 
 def _to_original(frame, maps: Tensor, size: tuple[int, int]) -> Tensor:

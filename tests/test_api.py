@@ -126,3 +126,28 @@ def test_model_name_without_weights_warns_and_bad_input_is_one_line() -> None:
         hagxai.explain(Quadrants(), torch.rand(1, 3, 8, 8), "nope", layers=["features"])
     with pytest.raises(UserError, match="2 targets for 1 images"):
         hagxai.explain(Quadrants(), torch.rand(1, 3, 8, 8), layers=["features"], targets=[0, 1])
+
+
+def test_model_from_a_combiner_card(tmp_path) -> None:
+    from hagxai.config import ModelConfig
+    from hagxai.models.registry import build_adapter, card_fields
+
+    torch.manual_seed(2)
+    source = build_adapter(ModelConfig(name="resnet18", num_classes=3, input_size=(64, 64)))
+    weights = tmp_path / "w.pt"
+    torch.save(source.model.state_dict(), weights)
+    folder = save_combiner(
+        HAGCombiner(["layer4"]),
+        tmp_path / "head",
+        model_name="resnet18",
+        model_digest=model_digest(source.model),
+        model_build=card_fields(ModelConfig(name="resnet18", weights=weights, num_classes=3)),
+        input_size=(64, 64),
+    )
+    images = torch.rand(2, 3, 50, 70)
+    from_card = hagxai.explain(None, images, combiner=folder, targets=[0, 2])
+    given = hagxai.explain(source, images, combiner=folder, targets=[0, 2])
+    assert from_card.shape == (2, 50, 70)
+    torch.testing.assert_close(from_card, given)
+    with pytest.raises(UserError, match="model=None needs combiner="):
+        hagxai.explain(None, images)
