@@ -112,3 +112,22 @@ def test_max_det_keeps_the_most_confident_detections(tmp_path, capsys) -> None:
 
     spec = _target_spec(Args, Adapter, 3)
     assert spec.classes == [2] and spec.max_per_image == 2 and spec.conf_threshold == 0.1
+
+
+@pytest.mark.slow
+def test_demo_run_card_rebuilds_the_demo_model(demo_classifier, image, tmp_path, capsys) -> None:
+    """A card as `hagxai train` writes it for the demo classifier: name and build fields only."""
+    cfg, _, trained = demo_classifier
+    folder = save_combiner(
+        HAGCombiner(),
+        tmp_path / "best",
+        model_name="demo-classifier",
+        model_digest=model_digest(trained.model),
+        model_build=card_fields(cfg.model),
+        input_size=tuple(trained.card["input_size"]),
+    )
+    out = tmp_path / "out"
+    argv = ["explain", "--combiner", str(folder), str(image), "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    assert "random weights" not in capsys.readouterr().err
+    assert np.load(out / "img.learned.npy").shape == (40, 56)
