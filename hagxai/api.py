@@ -82,6 +82,8 @@ def as_adapter(
     if isinstance(model, str):
         from hagxai.models.registry import build_adapter, random_weights_message
 
+        if layers and not all(isinstance(layer, str) for layer in layers):
+            raise UserError("a model given by name takes layers by name (hagxai layers lists them)")
         cfg = ModelConfig(
             name=model,
             layers=list(layers) if layers else None,
@@ -336,9 +338,47 @@ def explain(
     """
     if model is None:
         model = _model_from_card(combiner, input_size)
-    adapter = as_adapter(model, None, input_size, device)
     if isinstance(model, ModelAdapter) and input_size is not None:
         raise UserError("input_size applies to a model name or an nn.Module, not an adapter")
+    if isinstance(model, nn.Module):
+        # The adapter freezes the module (eval mode, no parameter gradients); the caller's module
+        # gets its own mode and flags back afterwards.
+        training = model.training
+        flags = [p.requires_grad for p in model.parameters()]
+        try:
+            return _explain(
+                as_adapter(model, None, input_size),
+                images,
+                method,
+                combiner,
+                targets,
+                layers,
+                per_target,
+                batch_size,
+                num_masks,
+            )
+        finally:
+            model.train(training)
+            for param, flag in zip(model.parameters(), flags):
+                param.requires_grad_(flag)
+    adapter = as_adapter(model, None, input_size, device)
+    return _explain(
+        adapter, images, method, combiner, targets, layers, per_target, batch_size, num_masks
+    )
+
+
+def _explain(
+    adapter: ModelAdapter,
+    images: ImageLike | Sequence[ImageLike],
+    method: str,
+    combiner: str | Path | HAGCombiner | None,
+    targets: TargetsLike,
+    layers: Sequence[str | nn.Module] | None,
+    per_target: bool,
+    batch_size: int,
+    num_masks: int,
+) -> Tensor | list[Tensor]:
+    """:func:`explain` on an adapter."""
     names = layer_names(adapter.model, layers)
     explainer = Method(adapter, method, combiner, names, num_masks)
     items = load_images(images)

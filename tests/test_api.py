@@ -51,9 +51,11 @@ def _quadrant_mass(saliency: torch.Tensor) -> tuple[float, float]:
 
 
 def test_plain_module_maps_point_at_what_each_class_reads() -> None:
-    model = Quadrants()
+    model = Quadrants().train()
     images = [torch.rand(3, 60, 80), torch.rand(3, 60, 80)]
     maps = hagxai.explain(model, images, "fullgradcam++", layers=[model.features], targets=[0, 1])
+    # the caller's module keeps its mode and parameter flags
+    assert model.training and all(p.requires_grad for p in model.parameters())
     assert isinstance(maps, torch.Tensor) and maps.shape == (2, 60, 80)
     assert maps.dtype == torch.float32 and maps.min() >= 0 and 0.9 < maps.max() <= 1
     top_left, bottom_right = _quadrant_mass(maps[0])
