@@ -146,7 +146,7 @@ def _one_image(image: ImageLike, index: int) -> Tensor:
         array = np.repeat(array[..., None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] not in (1, 3):
         raise UserError(f"image {index}: expected an H×W×3 array, got shape {array.shape}")
-    tensor = torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)
+    tensor = torch.from_numpy(np.array(array, copy=True)).permute(2, 0, 1)
     return tensor if tensor.dtype == torch.uint8 else tensor.float()
 
 
