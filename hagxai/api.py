@@ -10,7 +10,7 @@ family, e.g. your own detector: README, "Your own detector"), or a plain ``nn.Mo
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -258,8 +258,24 @@ class Method:
                 raise UserError(f"unknown method {method!r} (known: {cut_list(known, 8)})")
             self.layers = adapter.resolve_layers(layers)
 
-    def maps(self, extraction: Extraction, per_target: bool) -> Tensor:
-        """``B×H×W`` (or ``T×H×W`` per target) maps at the model input's size, in [0, 1]."""
+    @property
+    def perturbation(self) -> bool:
+        """Whether the method runs the model on masked inputs (RISE, D-RISE)."""
+        return self.combiner is None and self.method in PERTURBATION
+
+    def maps(
+        self,
+        extraction: Extraction,
+        per_target: bool,
+        on_image: Callable[[], None] | None = None,
+    ) -> Tensor:
+        """``B×H×W`` (or ``T×H×W`` per target) maps at the model input's size, in [0, 1].
+
+        Args:
+            extraction: the evidence of a batch on :attr:`layers`.
+            per_target: one map per target.
+            on_image: RISE / D-RISE: called after each image's (or target's) masks.
+        """
         evidence, size = extraction.evidence, extraction.prepared.input_size
         if self.combiner is not None:
             if per_target:
@@ -272,7 +288,9 @@ class Method:
             x, targets = extraction.prepared.x, extraction.targets
             if per_target:
                 x, targets = x[targets.image_index.to(x.device)], _per_target_targets(targets)
-            return perturbation_maps(self.adapter, x, targets, num_masks=self.num_masks)
+            return perturbation_maps(
+                self.adapter, x, targets, num_masks=self.num_masks, on_image=on_image
+            )
         if self.method == "centre_bias" or self.method == "uniform_random":
             from hagxai import explainers
 

@@ -213,7 +213,10 @@ def run(args: argparse.Namespace) -> int:
         runners["learned"] = Method(adapter, "learned", args.combiner, None, args.masks)
     args.out.mkdir(parents=True, exist_ok=True)
     empty = written = 0
-    with progress_bar("explaining", len(paths), not args.no_progress) as advance:
+    # One unit per image and method; RISE / D-RISE advance per image, as they run thousands of
+    # masks each (per target with --per-target, they advance once per batch).
+    total = len(paths) * len(runners)
+    with progress_bar("explaining", total, not args.no_progress) as advance:
         for start in range(0, len(paths), args.batch_size):
             batch = paths[start : start + args.batch_size]
             images = [load_image(p) for p in batch]
@@ -227,10 +230,13 @@ def run(args: argparse.Namespace) -> int:
                         warnings.simplefilter("ignore")
                         extractions[key] = extract_evidence(adapter, images, spec, runner.layers)
                 extraction = extractions[key]
-                maps = runner.maps(extraction, args.per_target)
+                if runner.perturbation and not args.per_target:
+                    maps = runner.maps(extraction, False, on_image=lambda: advance(1))
+                else:
+                    maps = runner.maps(extraction, args.per_target)
+                    advance(len(batch))
                 written += _write(args.out, name, batch, images, maps, extraction, args.per_target)
             empty += len(next(iter(extractions.values())).images_without_targets)
-            advance(len(batch))
     if empty:
         print(f"warning: {empty} of {len(paths)} images have no target; their maps are all zero")
     print(f"wrote {written} maps to {args.out}")
