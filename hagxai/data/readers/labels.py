@@ -54,8 +54,9 @@ class Labels:
             return None, self.boxes
         unknown = [name for name in names if name not in self.classes]
         if unknown:
+            shown = cut_list(map(repr, unknown))
             raise UserError(
-                f"{self.source}: classes {cut_list(unknown)} are not among the labels' "
+                f"{self.source}: classes [{shown}] are not among the labels' "
                 f"{len(self.classes)} classes ({cut_list(self.classes)})"
             )
         subset = [self.classes.index(name) for name in names]
