@@ -19,6 +19,7 @@ COMMANDS = [
     "layers",
     "import-reference",
     "cache",
+    "config",
 ]
 
 

@@ -17,6 +17,7 @@ import json
 import shutil
 import statistics
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -32,6 +33,8 @@ from hagxai.distributed import barrier, device_for, is_main, main_first
 from hagxai.errors import UserError
 from hagxai.export import save_combiner
 from hagxai.models import ModelAdapter, model_digest
+from hagxai.models.registry import card_fields
+from hagxai.overlay import overlay
 from hagxai.training import plots
 from hagxai.training.checkpoint import CHECKPOINT, load_checkpoint
 from hagxai.training.data import load_human_data
@@ -181,6 +184,7 @@ def train(
             run_dir / f"fold_{fold}" / "combiner",
             model_name=adapter.family,
             model_digest=digest,
+            model_build=card_fields(cfg.model),
             input_size=cache.input_size,
             grid=grid,
             data_fingerprint=fingerprint,
@@ -223,8 +227,50 @@ def train(
         plots.training_curves(history, plot_dir / "training_curves.png"),
         plots.learned_functions(learned, plot_dir / "learned_functions.png"),
     ]
-    log.finish(summary, figures)
+    overlays = held_out_overlays(
+        cache, folds[best_fold], learned[best_fold], image, plot_dir / "overlays"
+    )
+    fold_folders = {
+        f"{cfg.name}-fold{k}": run_dir / f"fold_{k}" / "combiner" for k in range(len(folds))
+    }
+    log.finish(summary, figures, {**fold_folders, f"{cfg.name}-best": run_dir / "best"}, overlays)
     return summary
+
+
+def held_out_overlays(
+    cache: EvidenceSource,
+    positions: Sequence[int],
+    combiner: HAGCombiner,
+    image: Callable[[int], torch.Tensor],
+    folder: Path,
+    count: int = 4,
+) -> list[Path]:
+    """The learned maps of the first ``count`` held-out images over those images, as PNGs.
+
+    Args:
+        cache: the run's evidence.
+        positions: a fold's held-out positions in ``cache``.
+        combiner: that fold's combiner.
+        image: position -> ``3×H×W`` image in [0, 1].
+        folder: where ``<sample id>.png`` files go.
+
+    Returns:
+        The files written.
+    """
+    chosen = list(positions)[:count]
+    if not chosen:
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    evidence = cache.evidence(chosen)
+    with torch.no_grad():
+        maps = combiner.to(evidence.image_index.device)(evidence, evidence.input_size)
+    written = []
+    for position, frame, saliency in zip(chosen, cache.frames(chosen), maps):
+        array = frame.map_to_original(saliency.cpu()).clamp(0, 1).numpy()
+        path = folder / f"{cache.ids[position]}.png"
+        overlay(image(position), array, []).save(path)
+        written.append(path)
+    return written
 
 
 def _grid(cache: EvidenceSource) -> tuple[int, int]:
