@@ -163,12 +163,156 @@ class Resize:
         return upstream[:, None] * self.up(weighted)
 
 
-def _smooth(x: Tensor, rows: Tensor, cols: Tensor, dtype: torch.dtype | None) -> Tensor:
-    """``rows @ x @ colsᵀ`` per plane (``t×C×h×w`` -> ``t×C×H×W``), in ``dtype`` when given."""
-    if dtype is None:
-        return rows @ (x @ cols.mT)
-    low = rows.to(dtype) @ (x.to(dtype) @ cols.to(dtype).mT)
-    return low.to(x.dtype)
+def _expand(matrix: Tensor, batch: int) -> Tensor:
+    """``matrix`` as a ``batch×…`` stride-0 view, so ``bmm`` runs without copies (``matmul`` of
+    a 2-D by an N-D tensor transposes and copies its operands instead)."""
+    return matrix.expand(batch, *matrix.shape)
+
+
+def upsampled_forward(
+    weighted: Tensor,
+    grads: Tensor,
+    pos: Tensor,
+    neg: Tensor,
+    rows: Tensor,
+    cols: Tensor,
+    resize: Resize,
+    mm_dtype: torch.dtype | None,
+) -> Tensor:
+    """One chunk in the reference's order: ``Σ_c up(weighted) ⊙ (rows · up(φ(grads)) · colsᵀ)``.
+
+    Args:
+        weighted: ``t×C×h×w`` ``φ_a(A)`` of each target's image.
+        grads: ``t×C×h×w`` raw gradients.
+        pos, neg: ``g⁺, g⁻`` (0-D or ``1×C×1×1``).
+        rows, cols: ``H×H`` and ``W×W`` smoothing matrices on the common grid.
+        resize: the layer's grid mapping.
+        mm_dtype: dtype of the smoothing matmuls (``None``: the inputs' dtype).
+
+    Returns:
+        ``t×H×W``.
+    """
+    low = mm_dtype or grads.dtype
+    x = resize.up(phi(grads, pos, neg)).to(low)
+    t, c, H, W = x.shape
+    z = (x.view(-1, W) @ cols.to(low).mT).view(t * c, H, W)
+    smoothed = torch.bmm(_expand(rows.to(low), t * c), z).to(grads.dtype)
+    return resize.contract(weighted, smoothed.view(t, c, H, W))
+
+
+def upsampled_backward(
+    upstream: Tensor,
+    weighted: Tensor,
+    grads: Tensor,
+    pos: Tensor,
+    neg: Tensor,
+    rows: Tensor,
+    cols: Tensor,
+    resize: Resize,
+    mm_dtype: torch.dtype | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of :func:`upsampled_forward` given ``upstream`` (``t×H×W``).
+
+    Returns:
+        ``d_weighted`` (``t×C×h×w``), ``d_x`` (``t×C×h×w``, the gradient of ``φ(grads)``),
+        ``d_rows`` (``H×H``), ``d_cols`` (``W×W``).
+    """
+    low = mm_dtype or grads.dtype
+    x = resize.up(phi(grads, pos, neg)).to(low)
+    t, c, H, W = x.shape
+    n = t * c
+    z = (x.view(-1, W) @ cols.to(low).mT).view(n, H, W)
+    smoothed = torch.bmm(_expand(rows.to(low), n), z).to(grads.dtype)
+    d_weighted = resize.pool(upstream, smoothed.view(t, c, H, W))
+    del smoothed
+    d_smoothed = resize.spread(upstream, weighted).to(low).view(n, H, W)
+    d_rows = torch.bmm(d_smoothed, z.mT).sum(0)
+    d_z = torch.bmm(_expand(rows.to(low).mT, n), d_smoothed)
+    del d_smoothed
+    d_cols = d_z.reshape(-1, W).mT @ x.reshape(-1, W)
+    d_x = (d_z.reshape(-1, W) @ cols.to(low)).view(t, c, H, W)
+    return d_weighted, resize.down(d_x.to(grads.dtype)), d_rows, d_cols
+
+
+def contracted_forward(
+    source: Tensor,
+    grads: Tensor,
+    pos: Tensor,
+    neg: Tensor,
+    rows: Tensor,
+    cols: Tensor,
+    resize: Resize,
+    mm_dtype: torch.dtype | None,
+) -> Tensor:
+    """One chunk with the resize folded and the channels contracted before the row smoothing.
+
+    With ``Z_c = φ(G)_c · colsᵀ`` (``h×W``, columns already smoothed onto the common grid) and
+    ``r(i)``, ``q(x)`` the nearest source row and column::
+
+        term[i, x] = Σ_c A_c[r(i), q(x)] · Σ_k rows[i, k] Z_c[k, x]
+                   = Σ_k rows[i, k] · V[x, r(i), k],   V[x, r, k] = Σ_c A_c[r, q(x)] Z_c[k, x]
+
+    ``V`` (``W×h×h`` per target) is one batched matmul over ``x``; no per-channel tensor ever
+    has the common grid's ``H×W`` size, which is where the reference's order spends its time
+    (memory traffic) on a coarse, wide layer.
+
+    Args:
+        source: ``t×w×h×C``: ``φ_a(A)`` of each target's image, channels last.
+        grads: ``t×C×h×w`` raw gradients.
+        pos, neg: ``g⁺, g⁻`` (0-D or ``1×C×1×1``).
+        rows, cols: ``H×h`` and ``W×w`` folded smoothing matrices (:func:`fold_band`).
+        resize: the layer's grid mapping.
+        mm_dtype: dtype of the matmuls (``None``: the inputs' dtype).
+
+    Returns:
+        ``t×H×W``.
+    """
+    low = mm_dtype or grads.dtype
+    t, c, h, w = grads.shape
+    W = resize.grid[1]
+    x = phi(grads, pos, neg).to(low)
+    z = torch.bmm(_expand(cols.to(low), t), x.view(t, c * h, w).mT)  # t×W×(C·h)
+    spread = source[:, resize.cols].to(low)  # t×W×h×C
+    v = torch.bmm(spread.view(t * W, h, c), z.view(t * W, c, h)).to(grads.dtype)
+    gathered = v.view(t, W, h, h)[:, :, resize.rows]  # t×W×H×h
+    return (gathered * rows).sum(-1).transpose(1, 2)
+
+
+def contracted_backward(
+    upstream: Tensor,
+    source: Tensor,
+    grads: Tensor,
+    pos: Tensor,
+    neg: Tensor,
+    rows: Tensor,
+    cols: Tensor,
+    resize: Resize,
+    mm_dtype: torch.dtype | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Gradients of :func:`contracted_forward` given ``upstream`` (``t×H×W``).
+
+    Returns:
+        ``d_source`` (``t×w×h×C``), ``d_x`` (``t×C×h×w``, the gradient of ``φ(grads)``),
+        ``d_rows`` (``H×h``), ``d_cols`` (``W×w``).
+    """
+    low = mm_dtype or grads.dtype
+    t, c, h, w = grads.shape
+    W = resize.grid[1]
+    x = phi(grads, pos, neg).to(low)
+    z = torch.bmm(_expand(cols.to(low), t), x.view(t, c * h, w).mT)  # t×W×(C·h)
+    spread = source[:, resize.cols].to(low).view(t * W, h, c)
+    v = torch.bmm(spread, z.view(t * W, c, h)).to(grads.dtype).view(t, W, h, h)
+    d_term = upstream.transpose(1, 2)[..., None]  # t×W×H×1
+    d_rows = (d_term * v[:, :, resize.rows]).sum((0, 1))  # H×h
+    per_row = d_term * rows  # t×W×H×h
+    d_v = per_row.new_zeros(t, W, h, h).index_add(2, resize.rows, per_row).to(low)
+    d_v = d_v.view(t * W, h, h)
+    d_spread = torch.bmm(d_v, z.view(t * W, c, h).mT).view(t, W, h, c)
+    d_source = source.new_zeros(t, w, h, c).index_add(1, resize.cols, d_spread.to(source.dtype))
+    d_z = torch.bmm(spread.mT, d_v).view(t, W, c * h)
+    d_cols = torch.bmm(d_z, x.view(t, c * h, w)).sum(0)
+    d_x = torch.bmm(d_z.mT, _expand(cols.to(low), t)).view(t, c, h, w)
+    return d_source, d_x.to(grads.dtype), d_rows, d_cols.to(grads.dtype)
 
 
 def chunk_forward(
@@ -182,26 +326,10 @@ def chunk_forward(
     mm_dtype: torch.dtype | None,
     fold: bool,
 ) -> Tensor:
-    """One chunk's ``Σ_c up(weighted) ⊙ (rows · φ(grads) · colsᵀ)``.
-
-    Args:
-        weighted: ``t×C×h×w`` ``φ_a(A)`` of each target's image.
-        grads: ``t×C×h×w`` raw gradients.
-        pos, neg: ``g⁺, g⁻`` (0-D or ``1×C×1×1``).
-        rows, cols: ``H×h`` and ``W×w`` folded smoothing matrices (``fold``), or the ``H×H``
-            and ``W×W`` ones on the common grid.
-        resize: the layer's grid mapping.
-        mm_dtype: dtype of the smoothing matmuls (``None``: the inputs' dtype).
-        fold: ``rows``/``cols`` are folded; else ``φ(grads)`` is upsampled first (the
-            reference's order of operations, and its rounding).
-
-    Returns:
-        ``t×H×W``.
-    """
-    x = phi(grads, pos, neg)
-    if not fold:
-        x = resize.up(x)
-    return resize.contract(weighted, _smooth(x, rows, cols, mm_dtype))
+    """One chunk's ``t×H×W`` term: :func:`contracted_forward` when ``fold`` (``weighted`` is then
+    ``t×w×h×C``), else :func:`upsampled_forward` (``weighted`` ``t×C×h×w``)."""
+    kernel = contracted_forward if fold else upsampled_forward
+    return kernel(weighted, grads, pos, neg, rows, cols, resize, mm_dtype)
 
 
 def chunk_backward(
@@ -220,31 +348,20 @@ def chunk_backward(
     """Gradients of one chunk of :func:`chunk_forward` given ``upstream`` (``t×H×W``).
 
     Returns:
-        ``(d_weighted t×C×h×w, d_grads t×C×h×w or None, d_pos, d_neg`` shaped like
-        ``t×C×h×w`` summed to ``pos``'s broadcast shape, ``d_rows H×h, d_cols W×w)``.
+        ``d_weighted`` (``weighted``'s layout), ``d_grads`` (``t×C×h×w``, or ``None`` unless
+        ``need_grads``), ``d_pos`` and ``d_neg`` (``t×C×h×w``, to be summed to the slopes'
+        shape), ``d_rows``, ``d_cols``.
     """
-    low = mm_dtype or grads.dtype
-    x = phi(grads, pos, neg)
-    if not fold:
-        x = resize.up(x)
-    z = x.to(low) @ cols.to(low).mT  # t×C×h×W
-    smoothed = (rows.to(low) @ z).to(grads.dtype)  # t×C×H×W
-    d_weighted = resize.pool(upstream, smoothed)
-    del smoothed
-    d_smoothed = resize.spread(upstream, weighted).to(low)  # t×C×H×W
-    d_rows = torch.einsum("tcix,tckx->ik", d_smoothed, z).to(grads.dtype)
-    d_z = rows.to(low).mT @ d_smoothed  # t×C×h×W
-    del d_smoothed
-    d_cols = torch.einsum("tckx,tckj->xj", d_z, x.to(low)).to(grads.dtype)
-    d_x = (d_z @ cols.to(low)).to(grads.dtype)  # t×C×h×w
-    if not fold:
-        d_x = resize.down(d_x)
+    kernel = contracted_backward if fold else upsampled_backward
+    d_weighted, d_x, d_rows, d_cols = kernel(
+        upstream, weighted, grads, pos, neg, rows, cols, resize, mm_dtype
+    )
     positive = grads > 0
     d_slope = d_x * grads
     d_pos = torch.where(positive, d_slope, 0)
     d_neg = d_slope - d_pos
     d_grads = d_x * torch.where(positive, pos, neg) if need_grads else None
-    return d_weighted, d_grads, d_pos, d_neg, d_rows, d_cols
+    return d_weighted, d_grads, d_pos, d_neg, d_rows.to(grads.dtype), d_cols.to(grads.dtype)
 
 
 def _sum_to(x: Tensor, shape: torch.Size) -> Tensor:
@@ -309,11 +426,13 @@ class LayerTerm(torch.autograd.Function):
     ) -> Tensor:
         count = grads.shape[0]
         step = count if chunk is None else max(1, int(chunk))
+        # channels last for the contracted kernel; made once per image, not per target
+        source = weighted.permute(0, 3, 2, 1).contiguous() if fold else weighted
         out = grads.new_empty(count, *resize.grid)
         for start in range(0, count, max(step, 1)):
             part = slice(start, start + step)
             out[part] = kernels.forward(
-                weighted.index_select(0, index[part]),
+                source[index[part]],
                 grads[part],
                 pos,
                 neg,
@@ -323,16 +442,16 @@ class LayerTerm(torch.autograd.Function):
                 mm_dtype,
                 fold,
             )
-        ctx.save_for_backward(weighted, grads, index, pos, neg, rows, cols)
+        ctx.save_for_backward(source, grads, index, pos, neg, rows, cols)
         ctx.resize, ctx.step, ctx.mm_dtype, ctx.fold = resize, step, mm_dtype, fold
         ctx.kernels = kernels
         return out
 
     @staticmethod
     def backward(ctx, upstream: Tensor):  # type: ignore[override]
-        weighted, grads, index, pos, neg, rows, cols = ctx.saved_tensors
+        source, grads, index, pos, neg, rows, cols = ctx.saved_tensors
         need_grads = ctx.needs_input_grad[1]
-        d_weighted = torch.zeros_like(weighted)
+        d_source = torch.zeros_like(source)
         d_grads = torch.empty_like(grads) if need_grads else None
         d_pos, d_neg = torch.zeros_like(pos), torch.zeros_like(neg)
         d_rows, d_cols = torch.zeros_like(rows), torch.zeros_like(cols)
@@ -342,7 +461,7 @@ class LayerTerm(torch.autograd.Function):
             images = index[part]
             dw, dg, dp, dn, dr, dc = ctx.kernels.backward(
                 upstream[part],
-                weighted.index_select(0, images),
+                source[images],
                 grads[part],
                 pos,
                 neg,
@@ -353,11 +472,12 @@ class LayerTerm(torch.autograd.Function):
                 ctx.fold,
                 need_grads,
             )
-            d_weighted.index_add_(0, images, dw)
+            d_source.index_put_((images,), dw, accumulate=True)
             if d_grads is not None:
                 d_grads[part] = dg
             d_pos += _sum_to(dp, pos.shape)
             d_neg += _sum_to(dn, neg.shape)
             d_rows += dr
             d_cols += dc
+        d_weighted = d_source.permute(0, 3, 2, 1) if ctx.fold else d_source
         return d_weighted, d_grads, None, d_pos, d_neg, d_rows, d_cols, None, None, None, None, None
