@@ -60,6 +60,9 @@ from hagxai.training.data import HumanData, batch_loss, grouped, render
 from hagxai.training.metrics import FAITH, LOSS, NAMES, VALIDATION, better
 from hagxai.training.state import Best, FoldTensors, RunState
 
+#: ``train.smooth_dtype`` -> the combiner's ``smooth_dtype``.
+SMOOTH_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
 
 def learning_rate(epoch: int, lr: float, lr_final: float, step_epochs: int, epochs: int) -> float:
     """The piecewise-constant rate of ``epoch`` (numbered from 1; see the module docstring)."""
@@ -178,7 +181,10 @@ class Trainer:
         generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(positions), generator=generator).tolist()
         size = self.train.batch_size
-        total, count = 0.0, 0
+        # summed on the device and read once per epoch: no `.item()` (a synchronisation with
+        # the GPU) per batch
+        total = torch.zeros((), device=self.device)
+        count = 0
         for start in range(0, len(order), size):
             batch = [positions[i] for i in order[start : start + size]]
             maps = self._maps(lambda e, s: combiner(e, s, validate=False), batch)
@@ -187,10 +193,10 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += float(loss.detach()) * len(batch)
+            total += loss.detach() * len(batch)
             count += len(batch)
             self.on_step()
-        return total / max(count, 1)
+        return float(total) / max(count, 1)
 
     @torch.no_grad()
     def _validate(self, explain: Explainer, positions: list[int]) -> dict[str, float]:
@@ -292,7 +298,13 @@ class Trainer:
         held = set(held_out)
         training = [p for fold_positions in self.folds for p in fold_positions if p not in held]
         training.sort()
-        combiner = HAGCombiner(layers=self.cache.layers).to(self.device)
+        combiner = HAGCombiner(
+            layers=self.cache.layers,
+            chunk_targets=cfg.chunk_targets,
+            fold_resize=cfg.fold_resize,
+            smooth_dtype=SMOOTH_DTYPES[cfg.smooth_dtype],
+            compile_kernels=cfg.compile,
+        ).to(self.device)
         optimizer = torch.optim.Adam(combiner.parameters(), lr=cfg.lr, weight_decay=0.0)
         best_state = {k: v.detach().clone() for k, v in combiner.state_dict().items()}
         if state.fold == fold and state.in_progress:
