@@ -140,18 +140,13 @@ class Resize:
 
     def down(self, x: Tensor) -> Tensor:
         """Adjoint of :meth:`up`: ``t×C×H×W`` -> ``t×C×h×w``, each source cell's copies summed."""
-        if self.blocks:
-            return self.blocked(x).sum((3, 5))
         h, w = self.size
-        rows = x.new_zeros(*x.shape[:2], h, x.shape[3]).index_add(2, self.rows, x)
-        return rows.new_zeros(*rows.shape[:3], w).index_add(3, self.cols, rows)
+        rows = _pool(x, 3, self.cols, w, self.factor_w)
+        return _pool(rows, 2, self.rows, h, self.factor_h)
 
     def pool(self, upstream: Tensor, smoothed: Tensor) -> Tensor:
         """Adjoint of :meth:`contract` in ``weighted``: ``down(upstream ⊙ smoothed)``,
         ``t×H×W`` and ``t×C×H×W`` -> ``t×C×h×w``."""
-        if self.blocks:
-            product = self.blocked(smoothed) * self.blocked(upstream[:, None])
-            return product.sum((3, 5))
         return self.down(smoothed * upstream[:, None])
 
     def spread(self, upstream: Tensor, weighted: Tensor) -> Tensor:
@@ -161,6 +156,21 @@ class Resize:
             product = self.blocked(upstream[:, None]) * weighted[:, :, :, None, :, None]
             return product.view(*weighted.shape[:2], *self.grid)
         return upstream[:, None] * self.up(weighted)
+
+
+def _pool(x: Tensor, dim: int, source: Tensor, size: int, factor: int) -> Tensor:
+    """Sum the copies a nearest resize made along ``dim`` back onto their ``size`` sources.
+
+    A view and a sum when the resize repeats blocks of ``factor`` (nothing at all for 1): CPU
+    ``index_add`` along an inner dimension is a slow serial loop (measured: most of a step).
+    """
+    if factor == 1:
+        return x
+    if factor:
+        return x.unflatten(dim, (size, factor)).sum(dim + 1)
+    shape = list(x.shape)
+    shape[dim] = size
+    return x.new_zeros(shape).index_add(dim, source, x)
 
 
 def _expand(matrix: Tensor, batch: int) -> Tensor:
@@ -274,7 +284,8 @@ def contracted_forward(
     z = torch.bmm(_expand(cols.to(low), t), x.view(t, c * h, w).mT)  # t×W×(C·h)
     spread = source[:, resize.cols].to(low)  # t×W×h×C
     v = torch.bmm(spread.view(t * W, h, c), z.view(t * W, c, h)).to(grads.dtype)
-    gathered = v.view(t, W, h, h)[:, :, resize.rows]  # t×W×H×h
+    v = v.view(t, W, h, h)
+    gathered = v if resize.factor_h == 1 else v[:, :, resize.rows]  # t×W×H×h
     return (gathered * rows).sum(-1).transpose(1, 2)
 
 
@@ -303,12 +314,12 @@ def contracted_backward(
     spread = source[:, resize.cols].to(low).view(t * W, h, c)
     v = torch.bmm(spread, z.view(t * W, c, h)).to(grads.dtype).view(t, W, h, h)
     d_term = upstream.transpose(1, 2)[..., None]  # t×W×H×1
-    d_rows = (d_term * v[:, :, resize.rows]).sum((0, 1))  # H×h
+    gathered = v if resize.factor_h == 1 else v[:, :, resize.rows]  # t×W×H×h
+    d_rows = (d_term * gathered).sum((0, 1))  # H×h
     per_row = d_term * rows  # t×W×H×h
-    d_v = per_row.new_zeros(t, W, h, h).index_add(2, resize.rows, per_row).to(low)
-    d_v = d_v.view(t * W, h, h)
+    d_v = _pool(per_row, 2, resize.rows, h, resize.factor_h).to(low).reshape(t * W, h, h)
     d_spread = torch.bmm(d_v, z.view(t * W, c, h).mT).view(t, W, h, c)
-    d_source = source.new_zeros(t, w, h, c).index_add(1, resize.cols, d_spread.to(source.dtype))
+    d_source = _pool(d_spread.to(source.dtype), 1, resize.cols, w, resize.factor_w)
     d_z = torch.bmm(spread.mT, d_v).view(t, W, c * h)
     d_cols = torch.bmm(d_z, x.view(t, c * h, w)).sum(0)
     d_x = torch.bmm(d_z.mT, _expand(cols.to(low), t)).view(t, c, h, w)
@@ -349,24 +360,23 @@ def chunk_backward(
 
     Returns:
         ``d_weighted`` (``weighted``'s layout), ``d_grads`` (``t×C×h×w``, or ``None`` unless
-        ``need_grads``), ``d_pos`` and ``d_neg`` (``t×C×h×w``, to be summed to the slopes'
-        shape), ``d_rows``, ``d_cols``.
+        ``need_grads``), ``d_pos`` and ``d_neg`` (shaped like ``pos`` and ``neg``), ``d_rows``,
+        ``d_cols``.
     """
     kernel = contracted_backward if fold else upsampled_backward
     d_weighted, d_x, d_rows, d_cols = kernel(
         upstream, weighted, grads, pos, neg, rows, cols, resize, mm_dtype
     )
-    positive = grads > 0
-    d_slope = d_x * grads
-    d_pos = torch.where(positive, d_slope, 0)
-    d_neg = d_slope - d_pos
-    d_grads = d_x * torch.where(positive, pos, neg) if need_grads else None
+    # d/dpos of x·where(x > 0, pos, neg) is max(x, 0), d/dneg is min(x, 0) = x − max(x, 0)
+    positive = grads.clamp(min=0)
+    if pos.dim() == 0:
+        d_pos = torch.vdot(d_x.flatten(), positive.flatten())
+        d_neg = torch.vdot(d_x.flatten(), grads.flatten()) - d_pos
+    else:
+        d_pos = (d_x * positive).sum((0, 2, 3), keepdim=True)
+        d_neg = (d_x * grads).sum((0, 2, 3), keepdim=True) - d_pos
+    d_grads = d_x * torch.where(grads > 0, pos, neg) if need_grads else None
     return d_weighted, d_grads, d_pos, d_neg, d_rows.to(grads.dtype), d_cols.to(grads.dtype)
-
-
-def _sum_to(x: Tensor, shape: torch.Size) -> Tensor:
-    """Sum ``t×C×h×w`` down to a slope's shape (0-D or ``1×C×1×1``)."""
-    return x.sum() if len(shape) == 0 else x.sum((0, 2, 3), keepdim=True)
 
 
 @dataclass
@@ -475,8 +485,8 @@ class LayerTerm(torch.autograd.Function):
             d_source.index_put_((images,), dw, accumulate=True)
             if d_grads is not None:
                 d_grads[part] = dg
-            d_pos += _sum_to(dp, pos.shape)
-            d_neg += _sum_to(dn, neg.shape)
+            d_pos += dp
+            d_neg += dn
             d_rows += dr
             d_cols += dc
         d_weighted = d_source.permute(0, 3, 2, 1) if ctx.fold else d_source

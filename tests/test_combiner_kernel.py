@@ -169,3 +169,22 @@ def test_cuda_matches_cpu_and_bf16_smoothing_is_close() -> None:
     maps = low.to(device)(ev.to(device), (32, 40))
     assert maps.dtype == torch.float32
     assert (maps.cpu() - expected).abs().max() < 0.05
+
+
+@cuda
+def test_cuda_training_step_does_not_synchronise() -> None:
+    device = torch.device("cuda")
+    ev = evidence([("fine", (8, 16, 20)), ("coarse", (16, 8, 10))], [0, 1, 1, 2], 3).to(device)
+    human = torch.rand(3, 32, 40, device=device)
+    for fold in (True, False):
+        combiner = HAGCombiner(["fine", "coarse"], fold_resize=fold, chunk_targets=3).to(device)
+        optimiser = torch.optim.Adam(combiner.parameters())
+        combiner(ev, (32, 40), validate=False)  # first call makes the cached resize indices
+        torch.cuda.synchronize()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            optimiser.zero_grad(set_to_none=True)
+            hag_loss(combiner(ev, (32, 40), validate=False), human).backward()
+            optimiser.step()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")

@@ -135,3 +135,16 @@ def test_detector_cache_keeps_boxes_in_input_pixels(
     assert len(zero) == 4 and set(zero.targets([0, 1, 2, 3]).classes.tolist()) == {0}
     assert len(two) == 0 and set(two.skipped.values()) == {"no target"}
     assert len(two.targets([]).classes) == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_reads_are_pinned_copies_upcast_on_the_device(classifier, samples, tmp_path):
+    half = EvidenceCache.build(
+        classifier, samples, layers=LAYERS, root=tmp_path / "h", dtype=torch.float16, progress=False
+    )
+    on_cpu = half.evidence([3, 1, 1])
+    on_gpu = half.evidence([3, 1, 1], device="cuda")
+    for name in LAYERS:
+        assert on_gpu.acts[name].is_cuda and on_gpu.acts[name].dtype == torch.float32
+        assert torch.equal(on_gpu.acts[name].cpu(), on_cpu.acts[name])
+        assert torch.equal(on_gpu.grads[name].cpu(), on_cpu.grads[name])
