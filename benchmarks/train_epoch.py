@@ -17,11 +17,12 @@ figures of the same run.
    smooths). Goals (#11): ``new fold`` ≥ 2.5× faster than ``old``, within 1.5× of its floor.
 3. Evidence stored as float16 / bfloat16: one batch read from an in-memory store of 120 images
    (gathered as a cache does) and upcast per batch, then the ``new fold`` step.
-4. With ``--compile``: the ``new fold`` step through ``torch.compile`` (compile time printed).
+4. With ``--sections compile``: the ``new fold`` step through ``torch.compile`` (compile time
+   printed).
 5. On a GPU (when CUDA is present): steps on the device, with float32, bfloat16 smoothing, and
    half evidence read from pinned memory with non-blocking copies.
 
-Run: ``python benchmarks/train_epoch.py [--repeats 5] [--compile]``.
+Run: ``python benchmarks/train_epoch.py [--repeats 5] [--sections phi steps storage compile]``.
 """
 
 from __future__ import annotations
@@ -316,8 +317,14 @@ def main() -> None:
     parser.add_argument("--map-size", type=int, nargs=2, default=(600, 800), help="H W")
     parser.add_argument("--chunk", type=int, default=8, help="chunk_targets of the new combiner")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--skip-cpu", action="store_true", help="only the GPU section")
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=("phi", "steps", "storage", "compile"),
+        default=("phi", "steps", "storage"),
+        help="which sections to run (compile only when named)",
+    )
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
@@ -327,11 +334,13 @@ def main() -> None:
         print(f"GPU: {torch.cuda.get_device_name()}")
     for device in devices:
         print(f"\n=== {device.type} ===")
-        evidence, _ = synthetic_evidence(args.images)
-        bench_phi(evidence, args.repeats, device)
-        bench_steps(args, device)
-        bench_storage(args, device)
-        if args.compile:
+        if "phi" in args.sections:
+            bench_phi(synthetic_evidence(args.images)[0], args.repeats, device)
+        if "steps" in args.sections:
+            bench_steps(args, device)
+        if "storage" in args.sections:
+            bench_storage(args, device)
+        if "compile" in args.sections:
             bench_compile(args, device)
 
 
