@@ -23,6 +23,10 @@ multiply. Forward + backward on CPU that measured 10–50× faster than the dens
 convolution (the ratio moves with machine load) and ~2× faster than two depthwise 1-D convolutions
 (``benchmarks/combiner.py``).
 
+The per-layer, per-target work runs in :mod:`hagxai.combiner_kernel`: ``φ_a`` once per image on
+the layer's own grid, targets in chunks of ``chunk_targets`` with a hand-written backward, and with
+``fold_resize`` the nearest resize folded into the smoothing matrices.
+
 Extensions (off by default, so the reference mode stays exact): learnable per-layer weights,
 per-channel slopes and a learnable soft kernel radius; the losses are in :mod:`hagxai.losses`.
 
