@@ -376,5 +376,12 @@ class EvidenceCache:
 
 
 def _gather(parts: list[Tensor], device: torch.device | str | None, dtype: torch.dtype) -> Tensor:
-    out = torch.cat(parts)
-    return out.to(device=device or "cpu", dtype=dtype)
+    device = torch.device(device or "cpu")
+    if device.type != "cuda":
+        return torch.cat(parts).to(dtype=dtype)
+    # Gathered straight into pinned memory, copied without blocking the host, upcast on the GPU:
+    # a float16/bfloat16 cache moves half the bytes.
+    rows = sum(p.shape[0] for p in parts)
+    staged = torch.empty((rows, *parts[0].shape[1:]), dtype=parts[0].dtype, pin_memory=True)
+    torch.cat(parts, out=staged)
+    return staged.to(device, non_blocking=True).to(dtype)

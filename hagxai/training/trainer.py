@@ -76,6 +76,9 @@ from hagxai.training.data import HumanData, batch_loss, grouped, render
 from hagxai.training.metrics import FAITH, LOSS, NAMES, VALIDATION, better
 from hagxai.training.state import Best, FoldTensors, RunState
 
+#: ``train.smooth_dtype`` -> the combiner's ``smooth_dtype``.
+SMOOTH_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
 
 def learning_rate(epoch: int, lr: float, lr_final: float, step_epochs: int, epochs: int) -> float:
     """The piecewise-constant rate of ``epoch`` (numbered from 1; see the module docstring)."""
@@ -196,7 +199,10 @@ class Trainer:
         generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(positions), generator=generator).tolist()
         size = self.train.batch_size
-        total, count = 0.0, 0
+        # summed on the device and read once per epoch: no `.item()` (a synchronisation with
+        # the GPU) per batch
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = 0
         for start in range(0, len(order), size):
             batch = [positions[i] for i in order[start : start + size]]
             # this rank's images (all of them in one process), weighted as a share of the batch
@@ -214,15 +220,15 @@ class Trainer:
             if world_size() > 1:
                 _sum_gradients(combiner)
             optimizer.step()
-            total += float(loss.detach()) * len(batch)
+            total += loss.detach() * len(batch)
             count += len(batch)
             self.on_step()
         if world_size() > 1:
             # on the combiner's device: NCCL reduces only GPU tensors
-            summed = torch.tensor([total], dtype=torch.float64, device=self.device)
+            summed = total.reshape(1)
             all_reduce_sum_([summed])
-            total = float(summed)
-        return total / max(count, 1)
+            total = summed[0]
+        return float(total) / max(count, 1)
 
     @torch.no_grad()
     def _validate(self, explain: Explainer, positions: list[int]) -> dict[str, float]:
@@ -351,7 +357,13 @@ class Trainer:
         held = set(held_out)
         training = [p for fold_positions in self.folds for p in fold_positions if p not in held]
         training.sort()
-        combiner = HAGCombiner(layers=self.cache.layers).to(self.device)
+        combiner = HAGCombiner(
+            layers=self.cache.layers,
+            chunk_targets=cfg.chunk_targets,
+            fold_resize=cfg.fold_resize,
+            smooth_dtype=SMOOTH_DTYPES[cfg.smooth_dtype],
+            compile_kernels=cfg.compile,
+        ).to(self.device)
         optimizer = torch.optim.Adam(combiner.parameters(), lr=cfg.lr, weight_decay=0.0)
         best_state = {k: v.detach().clone() for k, v in combiner.state_dict().items()}
         if state.fold == fold and state.in_progress:

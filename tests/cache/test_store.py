@@ -201,3 +201,16 @@ def test_open_reads_no_shard_and_a_bad_checksum_is_caught_on_first_read(
         EvidenceCache.open(first.path)
     with pytest.raises(CacheError, match="not a readable cache index"):
         EvidenceCache.open(tmp_path)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_reads_are_pinned_copies_upcast_on_the_device(classifier, samples, tmp_path):
+    half = EvidenceCache.build(
+        classifier, samples, layers=LAYERS, root=tmp_path / "h", dtype=torch.float16, progress=False
+    )
+    on_cpu = half.evidence([3, 1, 1])
+    on_gpu = half.evidence([3, 1, 1], device="cuda")
+    for name in LAYERS:
+        assert on_gpu.acts[name].is_cuda and on_gpu.acts[name].dtype == torch.float32
+        assert torch.equal(on_gpu.acts[name].cpu(), on_cpu.acts[name])
+        assert torch.equal(on_gpu.grads[name].cpu(), on_cpu.grads[name])
