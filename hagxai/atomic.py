@@ -8,10 +8,27 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+# Files the project writes are readable by all and writable only by their owner.
+FILE_MODE = 0o644
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and setting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def restrict_umask() -> None:
+    """Add group and world write to the process's umask, so no file or folder the project creates
+    afterwards is writable by others, whatever umask the user's shell had."""
+    os.umask(current_umask() | 0o022)
+
 
 def write_atomic(path: str | Path, data: bytes | Callable[[Path], None]) -> None:
     """Replace ``path`` with new content through a temporary file in the same folder.
 
+    The file is created with mode ``0o644`` less the umask: never writable by group or world.
     The temporary file is flushed to disk (``fsync``) and renamed over ``path`` with
     :func:`os.replace`, so even a process killed mid-write leaves the previous file whole. On any
     error the temporary file is removed and ``path`` is left as it was.
@@ -35,6 +52,7 @@ def write_atomic(path: str | Path, data: bytes | Callable[[Path], None]) -> None
             data(temporary)
             with temporary.open("rb") as written:
                 os.fsync(written.fileno())
+        os.chmod(temporary, FILE_MODE & ~current_umask())
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)

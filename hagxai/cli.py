@@ -7,6 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from hagxai.atomic import restrict_umask
 from hagxai.errors import UserError
 
 # Each name is a module in hagxai/commands with ``add_parser(subparsers)`` and ``run(args) -> int``.
@@ -31,6 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    restrict_umask()
     try:
         return int(args._run(args) or 0)
     except UserError as err:

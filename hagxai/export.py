@@ -21,11 +21,12 @@ from typing import Any
 
 import safetensors
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from hagxai.atomic import write_atomic
 from hagxai.combiner import PARAMETER_MEANING, REFERENCE_TO_PARAMETER, HAGCombiner
 from hagxai.errors import UserError
+from hagxai.tensorfile import tensor_bytes
 
 FORMAT = "hagxai-combiner"
 FORMAT_VERSION = 1
@@ -159,7 +160,7 @@ def save_combiner(
     }
     out.mkdir(parents=True, exist_ok=True)
     header = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
-    write_atomic(out / TENSORS_FILE, lambda path: save_file(tensors, path, metadata=header))
+    write_atomic(out / TENSORS_FILE, tensor_bytes(tensors, header))
     card["tensors"]["sha256"] = _sha256_file(out / TENSORS_FILE)
     text = json.dumps(card, indent=2, allow_nan=False) + "\n"
     write_atomic(out / CARD_FILE, text.encode())

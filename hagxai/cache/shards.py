@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
 from hagxai.atomic import write_atomic
@@ -20,6 +19,7 @@ from hagxai.cache.rules import TargetRule
 from hagxai.data import Sample
 from hagxai.errors import UserError
 from hagxai.models import ModelAdapter
+from hagxai.tensorfile import tensor_bytes
 
 INDEX_FILE = "index.json"
 _SAFETENSORS_DTYPES = {
@@ -113,7 +113,7 @@ class ShardBuilder:
         tensors["image_index"] = torch.repeat_interleave(torch.arange(len(counts)), counts)
         tensors |= computed.targets
         tensors = {k: v.contiguous() for k, v in tensors.items()}
-        data = safetensors_bytes(tensors, metadata={"format": CACHE_FORMAT, "key": key})
+        data = tensor_bytes(tensors, metadata={"format": CACHE_FORMAT, "key": key})
         file = path / f"shard-{number:05d}.safetensors"
         write_atomic(file, data)
         stat = file.stat()
