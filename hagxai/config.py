@@ -128,6 +128,10 @@ class ModelConfig(_Section):
     demo: DemoModelConfig = DemoModelConfig()
 
 
+GROUP_CSV_PREFIX = "csv:"
+"""``train.group_by: csv:PATH:COLUMN`` takes groups from a CSV file's column."""
+
+
 class TrainConfig(_Section):
     """The combiner trainer's schedule (the reference protocol by default).
 
@@ -136,6 +140,9 @@ class TrainConfig(_Section):
     for detectors). ``faithfulness_images = 0`` turns faithfulness off; ``faithfulness_every = 0``
     measures it only for each fold's initial and best combiner. ``baselines`` are explainers
     (``hagxai.explainers.get`` names) scored on the same held-out images for comparison.
+    ``group_by`` keeps groups of images (frames of one video, one subject's images) whole in one
+    fold: a regular expression on the sample id (its first group, else the whole match) or
+    ``csv:PATH:COLUMN`` (:func:`hagxai.training.folds.read_groups`).
     """
 
     folds: int = Field(5, ge=2)
@@ -153,6 +160,23 @@ class TrainConfig(_Section):
     target_rule: Literal["auto", "label", "predicted", "boxes", "detections"] = "auto"
     faithfulness_steps: int = Field(100, ge=2)
     baselines: list[str] = []
+    group_by: str | None = None
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_by(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith(GROUP_CSV_PREFIX):
+            path, sep, column = value[len(GROUP_CSV_PREFIX) :].rpartition(":")
+            if not sep or not path or not column:
+                raise ValueError("expected csv:PATH:COLUMN, e.g. csv:meta/frames.csv:video")
+            return value
+        try:
+            re.compile(value)
+        except re.error as err:
+            raise ValueError(f"not a regular expression ({err})") from None
+        return value
 
 
 class WandbConfig(_Section):

@@ -30,7 +30,7 @@ from hagxai.models import ModelAdapter, model_digest
 from hagxai.training import plots
 from hagxai.training.checkpoint import CHECKPOINT, load_checkpoint
 from hagxai.training.data import load_human_data
-from hagxai.training.folds import load_folds, make_folds, save_folds
+from hagxai.training.folds import load_folds, make_folds, read_groups, save_folds
 from hagxai.training.logging import RunLog
 from hagxai.training.metrics import NAMES, higher_is_better
 from hagxai.training.trainer import FoldResult, Trainer, check_select_metric
@@ -136,8 +136,11 @@ def train(
     skipped = {**cache.skipped, **human.skipped}
     usable = [cache.ids[p] for p in human.keep]
     folds_path = run_dir / "folds.json"
-    folds_ids = load_folds(folds_path) if resume else make_folds(usable, cfg.train.folds, cfg.seed)
-    save_folds(folds_ids, folds_path)
+    groups = None if cfg.train.group_by is None else read_groups(cfg.train.group_by, usable)
+    folds_ids = (
+        load_folds(folds_path) if resume else make_folds(usable, cfg.train.folds, cfg.seed, groups)
+    )
+    save_folds(folds_ids, folds_path, groups)
     position = {sample_id: p for p, sample_id in enumerate(cache.ids)}
     folds = [[position[i] for i in fold] for fold in folds_ids]
     by_id = {s.id: s for s in samples}
