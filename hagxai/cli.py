@@ -38,6 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as err:
         print(f"hagxai {args.command}: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:
+        # The machine's problem, not the input's (a full disk, a read-only folder): one line.
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"hagxai {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"hagxai {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -19,6 +19,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from hagxai.atomic import write_atomic, write_folder_atomic
 from hagxai.cache import EvidenceSource, TargetRule, open_evidence
 from hagxai.combiner import HAGCombiner
 from hagxai.config import RunConfig, cache_dir, resolve_device, save_config
@@ -189,10 +190,12 @@ def train(
     results = trainer.run(resume=resume)
     summary = summarise(cfg, results, skipped, len(usable))
     best_fold = summary["best_fold"]
-    shutil.rmtree(run_dir / "best", ignore_errors=True)
-    shutil.copytree(run_dir / f"fold_{best_fold}" / "combiner", run_dir / "best")
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (run_dir / "summary.md").write_text(summary_markdown(summary))
+    best_source = run_dir / f"fold_{best_fold}" / "combiner"
+    write_folder_atomic(
+        run_dir / "best", lambda partial: shutil.copytree(best_source, partial, dirs_exist_ok=True)
+    )
+    write_atomic(run_dir / "summary.json", (json.dumps(summary, indent=1) + "\n").encode())
+    write_atomic(run_dir / "summary.md", summary_markdown(summary).encode())
     console.print(summary_table(summary))
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     plot_dir = run_dir / "plots"
