@@ -159,6 +159,8 @@ def save_combiner(
         "tensors": {"file": TENSORS_FILE, "sha256": None},
     }
     out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob(f".{TENSORS_FILE}.*"), *out.glob(f".{CARD_FILE}.*")]:
+        stale.unlink()  # temporaries of a save that was killed
     header = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
     data = tensor_bytes(tensors, header)
     card["tensors"]["sha256"] = hashlib.sha256(data).hexdigest()
