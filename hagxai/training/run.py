@@ -116,10 +116,11 @@ def train(
         for stale in ("fold_", "best", "plots", CHECKPOINT, "summary", "metrics"):
             for path in run_dir.glob(f"{stale}*"):
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
     if adapter is None or dataset is None:
         adapter, dataset = build_model_and_data(cfg, progress)
+    # only once the data and the model opened: a bad one leaves no run folder behind
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, run_dir / "config.yaml")
     torch.manual_seed(cfg.seed)
     samples = dataset.samples
     if cfg.train.splits is not None:

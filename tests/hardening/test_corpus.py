@@ -19,6 +19,7 @@ import io
 import json
 import re
 import struct
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -829,6 +830,7 @@ def run_case(case: Case, folder: Path, capsys: pytest.CaptureFixture[str]) -> No
             text = lines[0]
         hits = [line for line in _one_line(text) if outcome.names in line]
         assert any(re.search(outcome.says, line) for line in hits), f"{case.name}: {text}"
+        assert not (folder / "runs").exists(), f"{case.name}: a run folder was left behind"
         return
     if isinstance(outcome, Skip):
         assert isinstance(result, Skipped)
@@ -846,18 +848,23 @@ def test_every_case_meets_its_documented_outcome(models, tmp_path, capsys):
     names = [case.name for case in cases]
     assert len(set(names)) == len(names), "case names must be unique"
     failures = []
+    seconds = {}
     for number, case in enumerate(cases):
+        started = time.perf_counter()
         try:
             run_case(case, tmp_path / f"case{number:02d}", capsys)
         except AssertionError as err:
             failures.append(str(err).splitlines()[0])
         except Exception as err:  # a traceback from inside a library is a failed case
             failures.append(f"{case.name}: {type(err).__name__}: {err}".splitlines()[0])
+        seconds[case.name] = time.perf_counter() - started
     kinds = {
         kind.__name__: sum(isinstance(c.outcome, kind) for c in cases)
         for kind in (Error, Skip, Reads, Recovers)
     }
     with capsys.disabled():
         print(f"\nbad-input corpus: {len(cases)} cases ({kinds}), {len(failures)} failed")
+        slowest = sorted(seconds.items(), key=lambda item: -item[1])[:3]
+        print("slowest: " + ", ".join(f"{name} {t:.1f} s" for name, t in slowest))
     assert len(cases) >= 40
     assert not failures, "\n".join(failures)
