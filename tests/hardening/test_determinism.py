@@ -143,7 +143,11 @@ def test_killed_while_exporting_then_resumed_equals_the_uninterrupted_run(twice,
     process = subprocess.Popen(
         [sys.executable, "-c", _KILL_IN_EXPORT, str(marker), *args],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        env={
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "OMP_NUM_THREADS": str(torch.get_num_threads()),
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -182,3 +186,20 @@ def test_cpu_convolution_gradients_repeat_bit_for_bit():
 
     first = gradient()
     assert all(torch.equal(first, gradient()) for _ in range(40))
+
+
+def test_importing_ultralytics_leaves_the_thread_count_of_child_processes_alone():
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    script = (
+        "import os; from hagxai.models.ultralytics_env import import_ultralytics; "
+        "import_ultralytics(); print(os.environ.get('OMP_NUM_THREADS'))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env={**env, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "None"

@@ -93,7 +93,12 @@ def _run_and_kill(script: str, args: list[str], ready) -> None:
     process = subprocess.Popen(
         [sys.executable, "-c", script, *args],
         cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
+        # this process's thread count: CPU results differ in their last bits between counts
+        env={
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "OMP_NUM_THREADS": str(torch.get_num_threads()),
+        },
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
