@@ -188,6 +188,7 @@ def test_cpu_convolution_gradients_repeat_bit_for_bit():
     assert all(torch.equal(first, gradient()) for _ in range(40))
 
 
+@pytest.mark.slow
 def test_importing_ultralytics_leaves_the_thread_count_of_child_processes_alone():
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     script = (
