@@ -77,6 +77,15 @@ def test_ultralytics_pickle_of_something_else_is_refused_without_running_it(tmp_
     assert not planted.ran()
 
 
+def test_a_genuine_ultralytics_checkpoint_loads_without_trust(tmp_path):
+    from hagxai.models.ultralytics_env import import_ultralytics
+
+    path = tmp_path / "yolo.pt"
+    import_ultralytics().YOLO("yolov8n.yaml").save(str(path))
+    adapter = build_adapter(ModelConfig(name=str(path), input_size=(64, 64)))
+    assert adapter.task == "detection"
+
+
 def test_weights_file_pickle_is_refused_without_running_it(tmp_path, planted):
     path = tmp_path / "w.pt"
     path.write_bytes(planted.data)
