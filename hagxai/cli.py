@@ -11,7 +11,17 @@ from hagxai.atomic import restrict_umask
 from hagxai.errors import UserError
 
 # Each name is a module in hagxai/commands with ``add_parser(subparsers)`` and ``run(args) -> int``.
-COMMANDS = ["demo", "train", "evaluate", "explain", "data", "layers", "import-reference"]
+COMMANDS = [
+    "demo",
+    "train",
+    "evaluate",
+    "explain",
+    "data",
+    "layers",
+    "import-reference",
+    "cache",
+    "config",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -179,6 +179,17 @@ class TrainConfig(_Section):
         return value
 
 
+class CacheConfig(_Section):
+    """How the evidence cache stores activations and gradients (``cache_dir`` says where).
+
+    ``dtype``: ``float32``, or ``float16`` / ``bfloat16`` for half the disk and memory (read back
+    as float32, batch by batch; the effect on the demo's metrics is in the README). Part of the
+    cache key, so each dtype is its own cache.
+    """
+
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+
+
 class WandbConfig(_Section):
     """Weights & Biases logging: ``offline`` by default, ``online`` with an account."""
 
@@ -198,6 +209,7 @@ class RunConfig(_Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    cache: CacheConfig = CacheConfig()
     wandb: WandbConfig = WandbConfig()
 
     @field_validator("device")
