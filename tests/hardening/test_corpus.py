@@ -824,9 +824,9 @@ def run_case(case: Case, folder: Path, capsys: pytest.CaptureFixture[str]) -> No
         assert "Traceback" not in text, f"{case.name}: {text}"
         assert isinstance(outcome, Error), f"{case.name}: exit {result.code}: {text}"
         assert result.code == outcome.code, f"{case.name}: exit {result.code}: {text}"
-        if out.err.strip():  # an error: exactly one line
-            lines = _one_line(out.err)
-            assert len(lines) == 1, f"{case.name}: more than one line: {out.err}"
+        if out.err.strip():  # an error: exactly one error line (warnings may precede it)
+            lines = [line for line in _one_line(out.err) if ": error: " in line]
+            assert len(lines) == 1, f"{case.name}: not one error line: {out.err}"
             text = lines[0]
         hits = [line for line in _one_line(text) if outcome.names in line]
         assert any(re.search(outcome.says, line) for line in hits), f"{case.name}: {text}"
