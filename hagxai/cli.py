@@ -7,6 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from hagxai.atomic import restrict_umask
 from hagxai.errors import UserError
 
 # Each name is a module in hagxai/commands with ``add_parser(subparsers)`` and ``run(args) -> int``.
@@ -41,11 +42,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    restrict_umask()
     try:
         return int(args._run(args) or 0)
     except UserError as err:
         print(f"hagxai {args.command}: error: {err}", file=sys.stderr)
         return err.exit_code
+    except OSError as err:
+        # The machine's problem, not the input's (a full disk, a read-only folder): one line.
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"hagxai {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"hagxai {args.command}: interrupted", file=sys.stderr)
         return 130

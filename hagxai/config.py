@@ -128,6 +128,10 @@ class ModelConfig(_Section):
     demo: DemoModelConfig = DemoModelConfig()
 
 
+GROUP_CSV_PREFIX = "csv:"
+"""``train.group_by: csv:PATH:COLUMN`` takes groups from a CSV file's column."""
+
+
 class TrainConfig(_Section):
     """The combiner trainer's schedule (the reference protocol by default).
 
@@ -143,6 +147,9 @@ class TrainConfig(_Section):
     by ~1e-6), ``smooth_dtype`` runs the gradient smoothing's matmuls in half precision (a GPU
     option; ``float32`` keeps reference parity), ``compile`` runs the combiner's per-chunk work
     through ``torch.compile``.
+    ``group_by`` keeps groups of images (frames of one video, one subject's images) whole in one
+    fold: a regular expression on the sample id (its first group, else the whole match) or
+    ``csv:PATH:COLUMN`` (:func:`hagxai.training.folds.read_groups`).
     """
 
     folds: int = Field(5, ge=2)
@@ -164,6 +171,23 @@ class TrainConfig(_Section):
     fold_resize: bool = True
     smooth_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     compile: bool = False
+    group_by: str | None = None
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_by(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if value.startswith(GROUP_CSV_PREFIX):
+            path, sep, column = value[len(GROUP_CSV_PREFIX) :].rpartition(":")
+            if not sep or not path or not column:
+                raise ValueError("expected csv:PATH:COLUMN, e.g. csv:meta/frames.csv:video")
+            return value
+        try:
+            re.compile(value)
+        except re.error as err:
+            raise ValueError(f"not a regular expression ({err})") from None
+        return value
 
 
 class CacheConfig(_Section):

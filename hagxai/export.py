@@ -21,11 +21,12 @@ from typing import Any
 
 import safetensors
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from hagxai.atomic import write_atomic
+from hagxai.atomic import write_atomic_group
 from hagxai.combiner import PARAMETER_MEANING, REFERENCE_TO_PARAMETER, HAGCombiner
 from hagxai.errors import UserError
+from hagxai.tensorfile import tensor_bytes
 
 FORMAT = "hagxai-combiner"
 FORMAT_VERSION = 1
@@ -162,11 +163,15 @@ def save_combiner(
         "tensors": {"file": TENSORS_FILE, "sha256": None},
     }
     out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob(f".{TENSORS_FILE}.*"), *out.glob(f".{CARD_FILE}.*")]:
+        stale.unlink()  # temporaries of a save that was killed
     header = {"format": FORMAT, "format_version": str(FORMAT_VERSION)}
-    write_atomic(out / TENSORS_FILE, lambda path: save_file(tensors, path, metadata=header))
-    card["tensors"]["sha256"] = _sha256_file(out / TENSORS_FILE)
+    data = tensor_bytes(tensors, header)
+    card["tensors"]["sha256"] = hashlib.sha256(data).hexdigest()
     text = json.dumps(card, indent=2, allow_nan=False) + "\n"
-    write_atomic(out / CARD_FILE, text.encode())
+    # Both files are written whole before either replaces its predecessor: a full disk leaves
+    # the previous combiner intact, and the card's checksum refuses a mix of two versions.
+    write_atomic_group({out / TENSORS_FILE: data, out / CARD_FILE: text.encode()})
     return out
 
 

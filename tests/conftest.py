@@ -6,6 +6,9 @@ import os
 import random
 from pathlib import Path
 
+# Before torch's first MKL call, as importing hagxai does (see hagxai/__init__.py).
+os.environ.setdefault("MKL_CBWR", "AUTO")
+
 import numpy as np
 import pytest
 import torch

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hagxai.atomic import write_atomic, write_folder_atomic
+from hagxai.atomic import WriteError, write_atomic, write_folder_atomic
 
 
 def test_bytes_and_writers_replace_the_file(tmp_path):
@@ -33,7 +33,7 @@ def test_a_failing_writer_leaves_the_old_file_and_no_temporary(tmp_path):
 
 
 def test_a_missing_folder_is_an_error_and_writes_nothing(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(WriteError, match=r"missing/f: cannot write \(No such file or directory\)"):
         write_atomic(tmp_path / "missing" / "f", b"x")
     assert list(tmp_path.iterdir()) == []
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save as safetensors_bytes
 from torch import Tensor
 
 from hagxai.atomic import write_atomic
@@ -20,6 +19,7 @@ from hagxai.cache.rules import TargetRule
 from hagxai.data import Sample
 from hagxai.errors import UserError
 from hagxai.models import ModelAdapter
+from hagxai.tensorfile import tensor_bytes
 
 INDEX_FILE = "index.json"
 _SAFETENSORS_DTYPES = {
@@ -47,13 +47,26 @@ class MappedShard:
             # Copy-on-write: torch needs a writable buffer, and the file must never change.
             self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_COPY)
         length = int.from_bytes(self._map[:8], "little")
-        header = json.loads(self._map[8 : 8 + length])
-        header.pop("__metadata__", None)
+        try:
+            # Only JSON is parsed here: a file that is not safetensors (a pickle planted in its
+            # place, say) is refused, never unpickled.
+            header = json.loads(self._map[8 : 8 + length]) if 8 + length <= len(self._map) else None
+            if not isinstance(header, dict):
+                raise ValueError("no safetensors header")
+            header.pop("__metadata__", None)
+            layout = {
+                name: (_SAFETENSORS_DTYPES[info["dtype"]], *map(int, info["data_offsets"]))
+                for name, info in header.items()
+            }
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+            raise CacheError(
+                f"{path} is not a cache shard ({type(err).__name__}: {err}); "
+                "delete its folder to rebuild the cache"
+            ) from None
         base = 8 + length
         self.tensors: dict[str, Tensor] = {}
         for name, info in header.items():
-            dtype = _SAFETENSORS_DTYPES[info["dtype"]]
-            begin, end = info["data_offsets"]
+            dtype, begin, end = layout[name]
             count = (end - begin) // dtype.itemsize
             flat = (
                 torch.frombuffer(self._map, dtype=dtype, count=count, offset=base + begin)
@@ -113,7 +126,7 @@ class ShardBuilder:
         tensors["image_index"] = torch.repeat_interleave(torch.arange(len(counts)), counts)
         tensors |= computed.targets
         tensors = {k: v.contiguous() for k, v in tensors.items()}
-        data = safetensors_bytes(tensors, metadata={"format": CACHE_FORMAT, "key": key})
+        data = tensor_bytes(tensors, metadata={"format": CACHE_FORMAT, "key": key})
         file = path / f"shard-{number:05d}.safetensors"
         write_atomic(file, data)
         stat = file.stat()

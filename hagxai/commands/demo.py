@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rich.table import Table
 
+from hagxai.atomic import write_atomic
 from hagxai.config import load_config
 from hagxai.console import make_console
 from hagxai.data import open_dataset
@@ -100,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
             "train": {k: trained[k] for k in ("methods", "images", "skipped", "best_fold")},
             "seconds": round(time.perf_counter() - started, 1),
         }
-        (run_dir / "demo_summary.json").write_text(json.dumps(record, indent=1) + "\n")
+        write_atomic(run_dir / "demo_summary.json", (json.dumps(record, indent=1) + "\n").encode())
         verdict = "[green]ok[/green]" if passed else "[red]below bar[/red]"
         summary.add_row(
             cfg.data.task,

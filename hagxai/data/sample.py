@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from hagxai.errors import DataError
 from hagxai.pil import open_image
@@ -54,24 +54,60 @@ class Sample:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """Read an image file as ``H×W×3`` uint8 RGB, or raise ``DataError`` naming the file."""
+    """Read an image file as ``H×W×3`` uint8 RGB, or raise ``DataError`` naming the file.
+
+    The image is returned as a viewer shows it, the frame human attention is recorded in: EXIF
+    orientation applied; greyscale, palette, RGBA (alpha dropped) and CMYK converted to RGB;
+    16-bit and 32-bit images scaled to 8 bits (not clipped).
+    """
     try:
         with open_image(path) as img:
+            _check_size(path, img.size)
+            img = ImageOps.exif_transpose(img)
+            if img.mode.startswith("I") or img.mode == "F":
+                return _wide_to_rgb(img)
             return np.asarray(img.convert("RGB"))
     except FileNotFoundError:
         raise DataError(f"{path}: image file does not exist") from None
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise DataError(f"{path}: cannot be read as an image ({err})") from None
 
 
+def _wide_to_rgb(img: Image.Image) -> np.ndarray:
+    """A 16-bit (``I;16*``), 32-bit integer (``I``) or float (``F``) image as 8-bit RGB: integer
+    images divided by their type's range, float ones taken as [0, 1]."""
+    array = np.asarray(img, dtype=np.float64)
+    if img.mode.startswith("I;16"):
+        array = array / 65535.0
+    elif img.mode == "I":
+        array = array / (65535.0 if array.max(initial=0) <= 65535 else 2**32 - 1)
+    grey = np.clip(np.rint(np.nan_to_num(array) * 255.0), 0, 255).astype(np.uint8)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
+def _check_size(path: Path, size: tuple[int, int]) -> None:
+    if size[0] < 1 or size[1] < 1:
+        raise DataError(f"{path}: image has no pixels ({size[0]}×{size[1]})")
+
+
+# EXIF orientations 5-8 turn the stored image by 90°: a viewer shows it with sides swapped.
+_SWAPPING_ORIENTATIONS = {5, 6, 7, 8}
+_ORIENTATION_TAG = 0x0112
+
+
 def read_image_size(path: Path) -> tuple[int, int]:
-    """An image file's ``(H, W)`` from its header (no decoding), or ``DataError`` naming it."""
+    """An image file's ``(H, W)`` as shown (EXIF orientation applied) from its header (no
+    decoding), or ``DataError`` naming it."""
     try:
         with open_image(path) as img:
-            return img.size[1], img.size[0]
+            _check_size(path, img.size)
+            width, height = img.size
+            if img.getexif().get(_ORIENTATION_TAG) in _SWAPPING_ORIENTATIONS:
+                width, height = height, width
+            return height, width
     except FileNotFoundError:
         raise DataError(f"{path}: image file does not exist") from None
-    except (UnidentifiedImageError, OSError) as err:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise DataError(f"{path}: cannot be read as an image ({err})") from None
 
 
@@ -103,10 +139,19 @@ def read_map(path: Path) -> np.ndarray:
             f"{path}: unknown attention map type {suffix!r} (expected one of "
             f"{', '.join(MAP_SUFFIXES)})"
         )
+    if data.dtype.kind not in "fiub":
+        raise DataError(f"{path}: attention map must hold real numbers, holds {data.dtype}")
     if data.ndim != 2:
         raise DataError(f"{path}: attention map must be 2-D (H×W), has shape {data.shape}")
+    if data.size == 0:
+        raise DataError(f"{path}: attention map is empty (shape {data.shape})")
     if not np.isfinite(data).all():
         raise DataError(f"{path}: attention map holds NaN or inf")
+    if data.min() < 0:
+        raise DataError(
+            f"{path}: attention map holds negative values (min {float(data.min()):.3g}); "
+            "attention is never negative"
+        )
     return data.astype(np.float32, copy=False)
 
 
@@ -131,10 +176,11 @@ def _read_grey_image(path: Path) -> np.ndarray:
 
 def _read_mat(path: Path) -> np.ndarray:
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     try:
         contents = loadmat(path)
-    except (ValueError, OSError, NotImplementedError) as err:
+    except (ValueError, OSError, NotImplementedError, MatReadError) as err:
         raise DataError(f"{path}: cannot be read as a MATLAB .mat file ({err})") from None
     arrays = {
         k: v

@@ -7,9 +7,11 @@ it when missing; a local TTF (matplotlib's DejaVuSans) is copied under that name
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -41,11 +43,28 @@ def configure_ultralytics(config_dir: Path | None = None) -> Path:
     return settings
 
 
+@contextlib.contextmanager
+def keep_thread_settings() -> Iterator[None]:
+    """Undo what importing ultralytics or yolov5 does to ``OMP_NUM_THREADS`` (they set it to 1,
+    or to the cores less one, for every process started afterwards): a process this one starts
+    then used another thread count, and CPU results differ in their last bits between thread
+    counts (measured on an evidence cache built half in a child process)."""
+    before = os.environ.get("OMP_NUM_THREADS")
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
+
+
 def import_ultralytics() -> ModuleType:
     """``import ultralytics``, configured for offline use first (see module docstring)."""
     if "ultralytics" not in sys.modules:
         configure_ultralytics()
-    import ultralytics
+    with keep_thread_settings():
+        import ultralytics
 
     # ultralytics patches PIL's Image.open for the whole process, and the patch tries to pip
     # install a HEIF decoder when a file is not an image (hagxai.pil).

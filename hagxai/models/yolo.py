@@ -7,7 +7,8 @@ which anchor that is.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,14 +153,38 @@ class YoloAdapter(ModelAdapter):
         return {"head": self.head_layers(), "backbone": self.backbone_layers()}
 
 
-def _load_yolo_module(path: Path) -> nn.Module:
+@contextlib.contextmanager
+def _safe_load(on: bool) -> Iterator[None]:
+    """Ultralytics' restricted loading (``torch.load(weights_only=True)`` and an allow-list of
+    its own model classes) while ``on``; its default unpickles, which runs code from the file."""
+    from ultralytics.nn import tasks
+
+    saved = tasks.SAFE_LOAD
+    tasks.SAFE_LOAD = on or saved
+    try:
+        yield
+    finally:
+        tasks.SAFE_LOAD = saved
+
+
+def _load_yolo_module(path: Path, trust: bool = False) -> nn.Module:
+    """The model of an ultralytics ``.pt``: loaded without running code from the file unless
+    ``trust`` (``model.trust_checkpoint``) says the user trusts its source."""
     ultralytics = import_ultralytics()
     if not path.is_file():
         raise UserError(f"weights file {path} does not exist (offline: nothing is downloaded)")
     try:
-        return ultralytics.YOLO(str(path)).model
+        with _safe_load(not trust):
+            return ultralytics.YOLO(str(path)).model
     except Exception as err:  # ultralytics raises many types for a bad file
-        raise UserError(f"{path} is not an ultralytics checkpoint: {err}".splitlines()[0]) from None
+        reason = " ".join(str(err).replace("ERROR ❌️", "").split())
+        hint = (
+            ""
+            if trust
+            else "; it was read without running code from it: if it is a checkpoint of other "
+            "classes and you trust its source, set model.trust_checkpoint: true"
+        )
+        raise UserError(f"{path} is not an ultralytics checkpoint ({reason[:300]}){hint}") from None
 
 
 def build_yolo(cfg: ModelConfig, device: torch.device) -> YoloAdapter:
@@ -168,7 +193,7 @@ def build_yolo(cfg: ModelConfig, device: torch.device) -> YoloAdapter:
     from ultralytics.nn.tasks import DetectionModel
 
     if cfg.name.endswith(".pt"):
-        model = _load_yolo_module(Path(cfg.name))
+        model = _load_yolo_module(Path(cfg.name), cfg.trust_checkpoint)
     else:
         try:
             model = DetectionModel(cfg.name, nc=cfg.num_classes, verbose=False)
@@ -176,7 +201,9 @@ def build_yolo(cfg: ModelConfig, device: torch.device) -> YoloAdapter:
             raise UserError(f"ultralytics model {cfg.name!r} could not be built: {err}") from None
         if cfg.weights is not None:
             try:
-                model.load_state_dict(_load_yolo_module(Path(cfg.weights)).state_dict())
+                model.load_state_dict(
+                    _load_yolo_module(Path(cfg.weights), cfg.trust_checkpoint).state_dict()
+                )
             except RuntimeError as err:
                 message = f"weights file {cfg.weights} does not fit {cfg.name}: {err}"
                 raise UserError(message.splitlines()[0]) from None

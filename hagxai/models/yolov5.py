@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from hagxai.config import ModelConfig
 from hagxai.errors import UserError, cut_list
-from hagxai.models.ultralytics_env import configure_ultralytics
+from hagxai.models.ultralytics_env import configure_ultralytics, keep_thread_settings
 from hagxai.models.yolo import YoloAdapter
 from hagxai.pil import restore_image_open
 
@@ -72,7 +72,7 @@ def import_yolov5() -> Any:
     # yolov5 imports ultralytics: offline, with hagxai's settings folder, never the user's.
     configure_ultralytics()
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), keep_thread_settings():
             # yolov5 7.0 imports pkg_resources, deprecated in setuptools.
             warnings.simplefilter("ignore")
             import yolov5.models.yolo

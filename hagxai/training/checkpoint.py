@@ -15,11 +15,11 @@ from typing import Any
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import Tensor
 
 from hagxai.atomic import write_atomic
 from hagxai.errors import UserError
+from hagxai.tensorfile import tensor_bytes
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -54,7 +54,7 @@ def save_checkpoint(path: Path, tensors: dict[str, Tensor], state: dict[str, Any
     path.parent.mkdir(parents=True, exist_ok=True)
     clean = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     metadata = {"state": json.dumps(state, allow_nan=True)}
-    write_atomic(path, lambda temporary: save_file(clean, temporary, metadata=metadata))
+    write_atomic(path, tensor_bytes(clean, metadata))
 
 
 def load_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:

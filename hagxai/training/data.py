@@ -25,10 +25,10 @@ from torch import Tensor
 
 from hagxai.cache import EvidenceSource
 from hagxai.data import Sample
+from hagxai.data.sample import read_image_size
 from hagxai.errors import DataError
 from hagxai.metrics.plausibility import fixations_from_map
 from hagxai.models import Frame
-from hagxai.pil import open_image
 
 
 @dataclass
@@ -73,8 +73,7 @@ def load_human_data(source: EvidenceSource, samples: Sequence[Sample]) -> HumanD
         sample = by_id[sample_id]
         try:
             human = sample.load_map()
-            with open_image(sample.image_path) as img:
-                width, height = img.size
+            height, width = read_image_size(sample.image_path)  # as shown: EXIF applied
         except (DataError, OSError) as err:
             skipped[sample_id] = str(err)
             continue

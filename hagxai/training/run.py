@@ -24,6 +24,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from hagxai.atomic import write_atomic, write_folder_atomic
 from hagxai.cache import EvidenceSource, TargetRule, open_evidence
 from hagxai.combiner import HAGCombiner
 from hagxai.config import RunConfig, cache_dir, resolve_device, save_config
@@ -38,7 +39,7 @@ from hagxai.overlay import overlay
 from hagxai.training import plots
 from hagxai.training.checkpoint import CHECKPOINT, load_checkpoint
 from hagxai.training.data import load_human_data
-from hagxai.training.folds import load_folds, make_folds, save_folds
+from hagxai.training.folds import load_folds, make_folds, read_groups, save_folds
 from hagxai.training.logging import RunLog
 from hagxai.training.metrics import NAMES, higher_is_better
 from hagxai.training.trainer import FoldResult, Trainer, check_select_metric
@@ -130,15 +131,16 @@ def train(
                 if main:
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
     barrier()  # every rank has looked for an old run before rank 0 writes the new one
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
     # this process's device: under torchrun, GPU LOCAL_RANK for a CUDA run
     device = device_for(cfg.device)
     local_cfg = cfg if device == cfg.device else cfg.model_copy(update={"device": device})
     if adapter is None or dataset is None:
         with main_first():  # rank 0 makes the demo data and model, the others then load them
             adapter, dataset = build_model_and_data(local_cfg, progress)
+    # only once the data and the model opened: a bad one leaves no run folder behind
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
     torch.manual_seed(cfg.seed)
     samples = dataset.samples
     if cfg.train.splits is not None:
@@ -158,9 +160,12 @@ def train(
     skipped = {**cache.skipped, **human.skipped}
     usable = [cache.ids[p] for p in human.keep]
     folds_path = run_dir / "folds.json"
-    folds_ids = load_folds(folds_path) if resume else make_folds(usable, cfg.train.folds, cfg.seed)
+    groups = None if cfg.train.group_by is None else read_groups(cfg.train.group_by, usable)
+    folds_ids = (
+        load_folds(folds_path) if resume else make_folds(usable, cfg.train.folds, cfg.seed, groups)
+    )
     if main:
-        save_folds(folds_ids, folds_path)
+        save_folds(folds_ids, folds_path, groups)
     position = {sample_id: p for p, sample_id in enumerate(cache.ids)}
     folds = [[position[i] for i in fold] for fold in folds_ids]
     by_id = {s.id: s for s in samples}
@@ -212,10 +217,12 @@ def train(
     if log is None:  # not rank 0: the run folder is rank 0's to write
         return summary
     best_fold = summary["best_fold"]
-    shutil.rmtree(run_dir / "best", ignore_errors=True)
-    shutil.copytree(run_dir / f"fold_{best_fold}" / "combiner", run_dir / "best")
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (run_dir / "summary.md").write_text(summary_markdown(summary))
+    best_source = run_dir / f"fold_{best_fold}" / "combiner"
+    write_folder_atomic(
+        run_dir / "best", lambda partial: shutil.copytree(best_source, partial, dirs_exist_ok=True)
+    )
+    write_atomic(run_dir / "summary.json", (json.dumps(summary, indent=1) + "\n").encode())
+    write_atomic(run_dir / "summary.md", summary_markdown(summary).encode())
     console.print(summary_table(summary))
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     plot_dir = run_dir / "plots"
