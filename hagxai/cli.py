@@ -10,7 +10,16 @@ from collections.abc import Sequence
 from hagxai.errors import UserError
 
 # Each name is a module in hagxai/commands with ``add_parser(subparsers)`` and ``run(args) -> int``.
-COMMANDS = ["demo", "train", "evaluate", "explain", "data", "layers", "import-reference"]
+COMMANDS = [
+    "demo",
+    "train",
+    "sweep",
+    "evaluate",
+    "explain",
+    "data",
+    "layers",
+    "import-reference",
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

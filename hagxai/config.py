@@ -193,6 +193,26 @@ class CombinerConfig(_Section):
         return value
 
 
+class SweepConfig(_Section):
+    """``hagxai sweep``: runs over layer sets and combiner settings, with the same folds.
+
+    ``layers`` lists layer sets (each a list of names or aliases as in ``model.layers``; ``null``
+    is the model's default set); ``combiner`` lists partial ``combiner`` sections, each merged over
+    the run's ``combiner`` section (``{}`` is that section as it is). Every layer set is trained
+    with every combiner setting.
+    """
+
+    layers: list[list[str] | None] = Field(default_factory=lambda: [None], min_length=1)
+    combiner: list[dict[str, Any]] = Field(default_factory=lambda: [{}], min_length=1)
+
+    @field_validator("combiner")
+    @classmethod
+    def _settings(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for setting in value:
+            CombinerConfig.model_validate(setting)
+        return value
+
+
 class WandbConfig(_Section):
     """Weights & Biases logging: ``offline`` by default, ``online`` with an account."""
 
@@ -213,6 +233,7 @@ class RunConfig(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     combiner: CombinerConfig = CombinerConfig()
+    sweep: SweepConfig = SweepConfig()
     wandb: WandbConfig = WandbConfig()
 
     @field_validator("device")
