@@ -11,9 +11,10 @@ Usage (from the project root)::
 or any run config. A missing source is skipped with a message and exit code 0, so the script can
 run where the real set is absent.
 
-For every training setting (``--settings``; :data:`SETTINGS`) and seed, the trainer runs its
-folds (``hagxai.training.train``, fold split seeded by the seed). Then on seed 0's folds every
-method is scored per held-out image (CC, NSS, AUC-Judd) in the human maps' frame:
+For every training setting (``--settings``; :data:`SETTINGS`) and seed (``--seeds`` for the
+first setting, ``--other-seeds`` for the rest), the trainer runs its folds
+(``hagxai.training.train``, fold split seeded by the seed). Then on seed 0's folds every method
+is scored per held-out image (CC, NSS, AUC-Judd) in the human maps' frame:
 
 * each setting's learned head (each fold's exported combiner on that fold's held-out images);
 * FullGrad-CAM++ and Grad-CAM at the default layers and at the Detect-head inputs (detectors),
@@ -299,12 +300,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path, help="the real set's folder, or a run config")
     parser.add_argument("--settings", default="reference,recommended", help="comma-separated")
-    parser.add_argument("--seeds", type=int, default=1, help="fold-split seeds per setting")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="fold-split seeds of the first setting"
+    )
+    parser.add_argument("--other-seeds", type=int, default=1, help="seeds of the other settings")
     parser.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     parser.add_argument("--faith-images", type=int, default=4, help="per fold (0: none)")
     parser.add_argument("--faith-steps", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("runs/bench-head"))
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep finished runs in --out instead of retraining"
+    )
     parser.add_argument("overrides", nargs="*", help="key=value for every setting")
     args = parser.parse_args(argv)
     if not args.source.exists():
@@ -331,16 +338,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     quiet = Console(quiet=True)
     runs: dict[str, list[dict[str, Any]]] = {}
     for name in names:
-        for seed in range(args.seeds):
+        for seed in range(args.seeds if name == names[0] else args.other_seeds):
             cfg = _config(
                 args.source,
                 args.out,
                 args.epochs,
                 [*args.overrides, *SETTINGS[name], f"seed={seed}", f"name={name}-seed{seed}"],
             )
-            summary = train(
-                cfg, overwrite=True, progress=False, console=quiet, adapter=adapter, dataset=dataset
-            )
+            saved = cfg.run_dir / "summary.json"
+            if args.reuse and saved.exists():
+                summary = json.loads(saved.read_text())
+            else:
+                summary = train(
+                    cfg,
+                    overwrite=True,
+                    progress=False,
+                    console=quiet,
+                    adapter=adapter,
+                    dataset=dataset,
+                )
             runs.setdefault(name, []).append(
                 {
                     "seed": seed,
