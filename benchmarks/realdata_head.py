@@ -86,6 +86,17 @@ SETTINGS: dict[str, list[str]] = {
         "combiner.warmup_steps=5",
         "combiner.grad_clip=1.0",
     ],
+    "recommended-all": [
+        "combiner.parameterisation=stable",
+        "combiner.init=search",
+        "combiner.channel_slopes=true",
+        "combiner.layer_weights=true",
+        "combiner.warmup_steps=5",
+        "combiner.grad_clip=1.0",
+        "train.lr=0.02",
+        "train.lr_final=0.005",
+        "model.layers=[backbone, head]",
+    ],
     "recommended-head": [
         "combiner.parameterisation=stable",
         "combiner.init=search",
@@ -381,9 +392,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     fold_ids = load_folds(first / "folds.json")
     rows: list[dict[str, Any]] = []
     per_image: dict[str, dict[str, torch.Tensor]] = {}
+
+    def scene_of(layers: list[str] | None) -> Scene:
+        key = "default" if layers is None else "+".join(layers)
+        if key not in scenes:
+            scenes[key] = Scene(base, adapter, dataset, layers)
+        return scenes[key]
+
     for name in names:
         run = runs[name][0]
-        scene = scenes["head" if run["layers"] == ["head"] else "default"]
+        scene = scene_of(run["layers"])
         folds = [scene.positions(f) for f in fold_ids]
         scores = learned(scene, Path(run["run_dir"]), folds)
         per_image[f"learned: {name}"] = scores
@@ -392,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(_row(f"learned: {name}", scores, note))
     rival_maps: dict[str, dict[int, list[torch.Tensor]]] = {}
     sigmas: dict[str, list[float]] = {}
-    for layer_set, scene in scenes.items():
+    for layer_set, scene in [(k, scenes[k]) for k in ("default", "head") if k in scenes]:
         folds = [scene.positions(f) for f in fold_ids]
         for method in ("fullgradcam++", "gradcam"):
             for smoothed in (False, True):
@@ -419,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from hagxai import explainers
 
         run = runs[names[0]][0]
-        chosen_scene = scenes["head" if run["layers"] == ["head"] else "default"]
+        chosen_scene = scene_of(run["layers"])
         subsets = [f[: args.faith_images] for f in fold_ids]
         faith_rows: dict[str, list[dict[str, float]]] = {}
         for k, ids in enumerate(subsets):
