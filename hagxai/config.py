@@ -168,7 +168,8 @@ class CombinerConfig(_Section):
 
     ``init: search`` starts each fold from the best pair of kernel widths ``(s_g, s_m)`` from
     ``init_widths`` (variance-like ``s``; ``0`` is no smoothing) by the loss on that fold's training
-    images only; ``reference`` starts at the reference's ``s = 3``. ``warmup_steps`` raises the
+    images only (every ``k``-th of them, at most ``init_images``); ``reference`` starts at the
+    reference's ``s = 3``. ``warmup_steps`` raises the
     learning rate linearly over a fold's first optimiser steps; ``grad_clip`` clips the gradient's
     norm. A fold whose validation CC falls more than ``cc_drop_report`` below its start at any
     epoch is reported in the summary.
@@ -181,6 +182,7 @@ class CombinerConfig(_Section):
     loss: Literal["hag", "kl", "nss"] = "hag"
     init: Literal["reference", "search"] = "reference"
     init_widths: list[float] = Field([0.0, 0.5, 1.5, 3.0], min_length=1)
+    init_images: int = Field(32, ge=1)
     warmup_steps: int = Field(0, ge=0)
     grad_clip: float | None = Field(None, gt=0)
     cc_drop_report: float = Field(0.05, gt=0)

@@ -235,8 +235,11 @@ class Trainer:
     @torch.no_grad()
     def _search_init(self, combiner: HAGCombiner, positions: list[int]) -> None:
         """Set both kernel widths to the pair from ``init_widths`` with the lowest training loss
-        on ``positions`` (the fold's training images only; ties keep the earlier pair)."""
+        on ``positions`` (the fold's training images only, evenly thinned to at most
+        ``init_images``; ties keep the earlier pair)."""
         widths = self.cfg.combiner.init_widths
+        stride = math.ceil(len(positions) / self.cfg.combiner.init_images)
+        positions = positions[::stride]
         explain = lambda e, s: combiner(e, s, validate=False)  # noqa: E731
         size = self.train.batch_size
         best: tuple[float, float, float] | None = None
