@@ -323,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--reuse", action="store_true", help="keep finished runs in --out instead of retraining"
     )
+    parser.add_argument(
+        "--train-only", action="store_true", help="train the runs, skip the table (see --reuse)"
+    )
     parser.add_argument("overrides", nargs="*", help="key=value for every setting")
     args = parser.parse_args(argv)
     if not args.source.exists():
@@ -385,6 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
 
+    if args.train_only:
+        return 0
     scenes: dict[str, Scene] = {"default": Scene(base, adapter, dataset, base.model.layers)}
     if adapter.task == "detection":
         scenes["head"] = Scene(base, adapter, dataset, ["head"])
