@@ -167,7 +167,8 @@ class CombinerConfig(_Section):
     reference's), ``kl`` or ``nss`` (:mod:`hagxai.losses`); validation still reports them all.
 
     ``init: search`` starts each fold from the best pair of kernel widths ``(s_g, s_m)`` from
-    ``init_widths`` (variance-like ``s``; ``0`` is no smoothing) by the loss on that fold's training
+    ``init_widths`` (variance-like ``s``; ``0.05`` is almost none, while exactly ``0`` would
+    never move, as ``d|s|/ds = 0`` there) by the loss on that fold's training
     images only (every ``k``-th of them, at most ``init_images``); ``reference`` starts at the
     reference's ``s = 3``. ``warmup_steps`` raises the
     learning rate linearly over a fold's first optimiser steps; ``grad_clip`` clips the gradient's
@@ -181,7 +182,7 @@ class CombinerConfig(_Section):
     parameterisation: Literal["reference", "stable"] = "reference"
     loss: Literal["hag", "kl", "nss"] = "hag"
     init: Literal["reference", "search"] = "reference"
-    init_widths: list[float] = Field([0.0, 0.5, 1.5, 3.0], min_length=1)
+    init_widths: list[float] = Field([0.05, 0.5, 1.5, 3.0], min_length=1)
     init_images: int = Field(32, ge=1)
     warmup_steps: int = Field(0, ge=0)
     grad_clip: float | None = Field(None, gt=0)
