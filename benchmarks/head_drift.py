@@ -119,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--settings", default="reference,stable")
     parser.add_argument("--out", type=Path, default=Path("runs/head-drift"))
     parser.add_argument("overrides", nargs="*", help="key=value for every setting")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     if not args.source.exists():
         print(f"skipping: {args.source} not found")
         return 0

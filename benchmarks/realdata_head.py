@@ -327,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--train-only", action="store_true", help="train the runs, skip the table (see --reuse)"
     )
     parser.add_argument("overrides", nargs="*", help="key=value for every setting")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     if not args.source.exists():
         print(
             f"skipping: {args.source} not found (the real development set is not part of "
