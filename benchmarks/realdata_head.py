@@ -274,8 +274,10 @@ def learned(scene: Scene, run_dir: Path, folds: list[list[int]]) -> dict[str, to
 
 
 @torch.no_grad()
-def faith(scene: Scene, explain: Callable, positions: list[int], steps: int) -> dict[str, float]:
-    """Mean deletion and insertion AUC of ``explain``'s maps on the model input."""
+def faith(
+    scene: Scene, explain: Callable, positions: list[int], steps: int
+) -> dict[str, torch.Tensor]:
+    """Per image deletion and insertion AUC of ``explain``'s maps on the model input (``N``)."""
     from hagxai.evaluation import faithfulness
 
     by_id = {s.id: s for s in scene.samples}
@@ -290,8 +292,8 @@ def faith(scene: Scene, explain: Callable, positions: list[int], steps: int) -> 
         scene.adapter, prepared.x, scene.cache.targets(positions), maps, steps=steps, seed=0
     )
     return {
-        "deletion": _nanmean(result.deletion.auc.float()),
-        "insertion": _nanmean(result.insertion.auc.float()),
+        "deletion": result.deletion.auc.float().cpu(),
+        "insertion": result.insertion.auc.float().cpu(),
     }
 
 
@@ -444,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = runs[names[0]][0]
         chosen_scene = scene_of(run["layers"])
         subsets = [f[: args.faith_images] for f in fold_ids]
-        faith_rows: dict[str, list[dict[str, float]]] = {}
+        faith_rows: dict[str, list[dict[str, torch.Tensor]]] = {}
         for k, ids in enumerate(subsets):
             from hagxai.export import load_combiner
 
@@ -475,13 +477,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for row in rows:
             if row["method"] in faith_rows:
                 for key in ("deletion", "insertion"):
-                    values = torch.tensor([r[key] for r in faith_rows[row["method"]]])
+                    values = torch.cat([r[key] for r in faith_rows[row["method"]]])
                     row[key] = ci(values)
 
     lines = [
         f"Held-out folds of {args.source} ({len(fold_ids)} folds, "
         f"{sum(len(f) for f in fold_ids)} images, seed 0); mean ± 95% CI over images "
-        f"(faithfulness: over folds, {args.faith_images} images × {args.faith_steps} steps each). "
+        f"(faithfulness: the first {args.faith_images} held-out images of each fold, "
+        f"{args.faith_steps} steps). "
         f"Best rival by CC: {best_rival}.",
         "",
         "| method | CC | NSS | AUC-Judd | CC − best rival | deletion ↓ | insertion ↑ | note |",
