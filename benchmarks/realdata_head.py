@@ -233,10 +233,10 @@ def ci(values: torch.Tensor) -> tuple[float, float]:
 
 
 def hand_made(
-    scene: Scene, folds: list[list[int]], method: str, smoothed: bool
+    scene: Scene, folds: list[list[int]], method: str, smoothed: bool, every: list[int]
 ) -> tuple[dict[str, torch.Tensor], list[float], dict[int, list[torch.Tensor]]]:
-    """A hand-made method's held-out per-image scores over all folds; with ``smoothed`` each
-    fold's σ is the one with the best mean CC on its training images.
+    """A hand-made method's held-out per-image scores over ``folds``; with ``smoothed`` each
+    fold's σ is the one with the best mean CC on its training images (``every`` but the fold).
 
     Returns:
         scores (per metric, ``N`` in fold order), the σ of each fold, and per fold the held-out
@@ -245,7 +245,6 @@ def hand_made(
     from hagxai import explainers
 
     explain = explainers.get(method)
-    every = [p for fold in folds for p in fold]
     maps = dict(zip(every, scene.maps(explain, every)))
     chosen, parts, held_maps = [], [], {}
     for k, held in enumerate(folds):
@@ -261,12 +260,14 @@ def hand_made(
     return {m: torch.cat([p[m] for p in parts]) for m in METRICS}, chosen, held_maps
 
 
-def learned(scene: Scene, run_dir: Path, folds: list[list[int]]) -> dict[str, torch.Tensor]:
-    """Each fold's exported combiner scored on its held-out images (per image, fold order)."""
+def learned(
+    scene: Scene, run_dir: Path, folds: list[list[int]], numbers: list[int]
+) -> dict[str, torch.Tensor]:
+    """Fold ``numbers[i]``'s exported combiner scored on its held-out images ``folds[i]``."""
     from hagxai.export import load_combiner
 
     parts = []
-    for k, held in enumerate(folds):
+    for k, held in zip(numbers, folds):
         combiner = load_combiner(run_dir / f"fold_{k}" / "combiner")
         explain = lambda e, s, c=combiner: c(e, s, validate=False)  # noqa: E731
         parts.append(scene.scores(scene.maps(explain, held), held))
@@ -295,6 +296,28 @@ def faith(
         "deletion": result.deletion.auc.float().cpu(),
         "insertion": result.insertion.auc.float().cpu(),
     }
+
+
+def partial_summary(run_dir: Path) -> dict[str, Any]:
+    """What an interrupted run's folder says about its finished folds: worst CC drops, learned
+    values and the exported combiners' validation CC (the shape of a summary's fields used here)."""
+    from hagxai.export import load_combiner, read_card
+    from hagxai.training.trainer import cc_drop, learned_values
+
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    done = sorted(int(c.parent.parent.name[5:]) for c in run_dir.glob("fold_*/combiner/*.json"))
+    folds = [
+        {
+            "fold": k,
+            "worst_cc_drop": cc_drop(history, k),
+            "parameters": learned_values(load_combiner(run_dir / f"fold_{k}" / "combiner")),
+            "cc": read_card(run_dir / f"fold_{k}" / "combiner")["metrics"]["cc"],
+        }
+        for k in done
+    ]
+    drops = [f["worst_cc_drop"] for f in folds if f["worst_cc_drop"] == f["worst_cc_drop"]]
+    mean = sum(f["cc"] for f in folds) / len(folds) if folds else float("nan")
+    return {"folds": folds, "worst_cc_drop": max(drops, default=float("nan")), "mean": {"cc": mean}}
 
 
 def _row(name: str, scores: dict[str, torch.Tensor], note: str = "") -> dict[str, Any]:
@@ -327,6 +350,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument(
         "--train-only", action="store_true", help="train the runs, skip the table (see --reuse)"
+    )
+    parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="with --reuse: tabulate interrupted runs on the folds every run finished",
     )
     parser.add_argument("overrides", nargs="*", help="key=value for every setting")
     args = parser.parse_intermixed_args(argv)
@@ -364,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             saved = cfg.run_dir / "summary.json"
             if args.reuse and saved.exists():
                 summary = json.loads(saved.read_text())
+            elif args.partial and (cfg.run_dir / "metrics.jsonl").exists():
+                summary = partial_summary(cfg.run_dir)
             else:
                 summary = train(
                     cfg,
@@ -396,7 +426,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if adapter.task == "detection":
         scenes["head"] = Scene(base, adapter, dataset, ["head"])
     first = Path(runs[names[0]][0]["run_dir"])
-    fold_ids = load_folds(first / "folds.json")
+    all_ids = load_folds(first / "folds.json")
+    numbers = [
+        k
+        for k in range(len(all_ids))
+        if all((Path(runs[n][0]["run_dir"]) / f"fold_{k}" / "combiner").exists() for n in names)
+    ]
+    fold_ids = [all_ids[k] for k in numbers]
     rows: list[dict[str, Any]] = []
     per_image: dict[str, dict[str, torch.Tensor]] = {}
 
@@ -410,7 +446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run = runs[name][0]
         scene = scene_of(run["layers"])
         folds = [scene.positions(f) for f in fold_ids]
-        scores = learned(scene, Path(run["run_dir"]), folds)
+        scores = learned(scene, Path(run["run_dir"]), folds, numbers)
         per_image[f"learned: {name}"] = scores
         drops = [d for r in runs[name] for d in r["fold_drops"] if d == d]
         note = f"worst CC drop {max(drops, default=float('nan')):.3f} ({len(runs[name])} seeds)"
@@ -419,17 +455,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     sigmas: dict[str, list[float]] = {}
     for layer_set, scene in [(k, scenes[k]) for k in ("default", "head") if k in scenes]:
         folds = [scene.positions(f) for f in fold_ids]
+        every = scene.positions([i for f in all_ids for i in f])
         for method in ("fullgradcam++", "gradcam"):
             for smoothed in (False, True):
                 label = f"{method} @{layer_set}" + (" + best Gaussian" if smoothed else "")
-                scores, chosen, maps = hand_made(scene, folds, method, smoothed)
+                scores, chosen, maps = hand_made(scene, folds, method, smoothed, every)
                 per_image[label], sigmas[label], rival_maps[label] = scores, chosen, maps
                 note = f"σ per fold {chosen}" if smoothed else ""
                 rows.append(_row(label, scores, note))
     scene = scenes["default"]
     folds = [scene.positions(f) for f in fold_ids]
     label = "centre bias"
-    scores, _, _ = hand_made(scene, folds, "centre_bias", False)
+    every = scene.positions([i for f in all_ids for i in f])
+    scores, _, _ = hand_made(scene, folds, "centre_bias", False, every)
     per_image[label] = scores
     rows.append(_row(label, scores))
 
@@ -447,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen_scene = scene_of(run["layers"])
         subsets = [f[: args.faith_images] for f in fold_ids]
         faith_rows: dict[str, list[dict[str, torch.Tensor]]] = {}
-        for k, ids in enumerate(subsets):
+        for i, (k, ids) in enumerate(zip(numbers, subsets)):
             from hagxai.export import load_combiner
 
             combiner = load_combiner(Path(run["run_dir"]) / f"fold_{k}" / "combiner")
@@ -465,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             faith_rows.setdefault("fullgradcam++ @default", []).append(
                 faith(scenes["default"], plain, default_positions, args.faith_steps)
             )
-            sigma = sigmas["fullgradcam++ @default + best Gaussian"][k]
+            sigma = sigmas["fullgradcam++ @default + best Gaussian"][i]
             scale = scenes["default"].cache.input_size[0] / scenes["default"].human.maps[0].shape[0]
 
             def smoothed(e, s, sigma=sigma * scale, method=plain):
@@ -481,7 +519,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     row[key] = ci(values)
 
     lines = [
-        f"Held-out folds of {args.source} ({len(fold_ids)} folds, "
+        f"Held-out folds of {args.source} ({len(fold_ids)} of {len(all_ids)} folds, "
         f"{sum(len(f) for f in fold_ids)} images, seed 0); mean ± 95% CI over images "
         f"(faithfulness: the first {args.faith_images} held-out images of each fold, "
         f"{args.faith_steps} steps). "
