@@ -19,6 +19,8 @@ COMMANDS = [
     "data",
     "layers",
     "import-reference",
+    "cache",
+    "config",
 ]
 
 

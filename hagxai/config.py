@@ -136,6 +136,13 @@ class TrainConfig(_Section):
     for detectors). ``faithfulness_images = 0`` turns faithfulness off; ``faithfulness_every = 0``
     measures it only for each fold's initial and best combiner. ``baselines`` are explainers
     (``hagxai.explainers.get`` names) scored on the same held-out images for comparison.
+
+    Speed only (the maths is the same; see README "Speed"): ``chunk_targets`` bounds the
+    combiner's peak memory (targets held at once; ``None``: the whole batch), ``fold_resize``
+    smooths coarse layers on their own grid (float32 rounding differs from the reference's order
+    by ~1e-6), ``smooth_dtype`` runs the gradient smoothing's matmuls in half precision (a GPU
+    option; ``float32`` keeps reference parity), ``compile`` runs the combiner's per-chunk work
+    through ``torch.compile``.
     """
 
     folds: int = Field(5, ge=2)
@@ -153,6 +160,21 @@ class TrainConfig(_Section):
     target_rule: Literal["auto", "label", "predicted", "boxes", "detections"] = "auto"
     faithfulness_steps: int = Field(100, ge=2)
     baselines: list[str] = []
+    chunk_targets: int | None = Field(8, ge=1)
+    fold_resize: bool = True
+    smooth_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    compile: bool = False
+
+
+class CacheConfig(_Section):
+    """How the evidence cache stores activations and gradients (``cache_dir`` says where).
+
+    ``dtype``: ``float32``, or ``float16`` / ``bfloat16`` for half the disk and memory (read back
+    as float32, batch by batch; the effect on the demo's metrics is in the README). Part of the
+    cache key, so each dtype is its own cache.
+    """
+
+    dtype: Literal["float32", "float16", "bfloat16"] = "float32"
 
 
 class CombinerConfig(_Section):
@@ -237,6 +259,7 @@ class RunConfig(_Section):
     train: TrainConfig = TrainConfig()
     combiner: CombinerConfig = CombinerConfig()
     sweep: SweepConfig = SweepConfig()
+    cache: CacheConfig = CacheConfig()
     wandb: WandbConfig = WandbConfig()
 
     @field_validator("device")

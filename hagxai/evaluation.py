@@ -53,14 +53,15 @@ def faithfulness(
     maps: Tensor,
     *,
     steps: int = 100,
-    baseline: str = "noise",
+    baseline: str | Tensor = "noise",
     insertion_baseline: str = "zero",
     batch_size: int = 64,
     seed: int = 0,
 ) -> Faithfulness:
     """Deletion and insertion of ``maps`` (``B×H×W`` on the model input ``x``, ``B×3×H×W``).
 
-    ``baseline`` is what deletion puts in place of removed pixels (uniform noise by default);
+    ``baseline`` is what deletion puts in place of removed pixels (uniform noise by default, drawn
+    from ``seed``; or a ``B×3×H×W`` tensor, e.g. this batch's rows of noise drawn for a larger set);
     ``insertion_baseline`` the canvas insertion starts from (black by default, as the reference).
 
     For a detector the steps run up to the total area of each image's target boxes (the

@@ -89,6 +89,7 @@ def save_combiner(
     *,
     model_name: str | None = None,
     model_digest: str | None = None,
+    model_build: Mapping[str, Any] | None = None,
     input_size: Sequence[int] | None = None,
     grid: Sequence[int] | None = None,
     data_fingerprint: str | None = None,
@@ -104,6 +105,9 @@ def save_combiner(
         model_name: the explained model's name (e.g. ``"yolov8n.yaml"``).
         model_digest: :func:`~hagxai.models.digest.model_digest` of the explained model; ``None``
             leaves the card unbound (it then loads for any model).
+        model_build: what rebuilds the model beside its name (the weights file's path,
+            ``pretrained``, ``num_classes`` …: :func:`hagxai.models.registry.card_fields`), so
+            ``hagxai explain --combiner DIR`` works without ``--model``.
         input_size: ``(H, W)`` of the model input the evidence was computed on.
         grid: ``(h, w)`` of the common grid the combiner was trained on.
         data_fingerprint: a fingerprint of the training data.
@@ -134,9 +138,9 @@ def save_combiner(
     card = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "provenance": provenance,
-        "model": {"name": model_name, "digest": model_digest},
+        "model": {"name": model_name, "digest": model_digest, **dict(model_build or {})},
         "layers": combiner.layers,
         "grid": _pair(grid, "grid"),
         "input_size": _pair(input_size, "input_size"),

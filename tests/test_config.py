@@ -73,3 +73,15 @@ def test_device_auto_picks_cuda_only_when_present() -> None:
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
     assert resolve_device("cpu").type == "cpu"
+
+
+def test_cache_dtype_names_a_storage_dtype() -> None:
+    from typing import get_args
+
+    from hagxai.config import CacheConfig
+    from hagxai.training.run import STORAGE_DTYPE
+
+    assert load_config(None, ["cache.dtype=bfloat16"]).cache.dtype == "bfloat16"
+    assert set(get_args(CacheConfig.model_fields["dtype"].annotation)) == set(STORAGE_DTYPE)
+    with pytest.raises(ConfigError, match=r"cache\.dtype"):
+        load_config(None, ["cache.dtype=float64"])

@@ -33,9 +33,12 @@ therefore gets **another key** (another cache), never a mixed one; an index whos
 disagree with its key raises :class:`CacheError`.
 
 Integrity: every shard is written to a temporary file and renamed; ``index.json`` is rewritten
-(atomically) after each shard, so an interrupted build resumes where it stopped. On open, each
-shard's size and SHA-256 are checked against the index; a missing, truncated, altered or foreign
-shard is recomputed from its chunk of samples, never read. Reads memory-map the shard files (an
+(atomically) after each shard, so an interrupted build resumes where it stopped. Opening a cache
+reads no shard: each one's size is checked against the index (a ``stat``), and a missing or
+truncated shard is recomputed from its chunk of samples. A shard's SHA-256 is checked when it is
+first read; an altered or foreign one is then recomputed (or, for a cache opened without its model
+by :meth:`EvidenceCache.open`, raises :class:`CacheError`), never read. ``hagxai cache verify DIR``
+checks every shard's checksum at once. Reads memory-map the shard files (an
 LRU keeps ``max_open_shards`` of them mapped), so a random batch costs one copy of its rows.
 
 Bad samples never crash a build: an unreadable image (:class:`~hagxai.errors.DataError`), a
@@ -90,14 +93,14 @@ def open_evidence(
         root: the caches' folder (``None``: stream).
         stream: compute on the fly instead of caching.
         **kw: options of :meth:`EvidenceCache.build`; those that only concern storage
-            (``dtype``, ``progress``, ``shard_size``, ``max_open_shards``) are ignored when
-            streaming.
+            (``dtype``, ``progress``, ``shard_size``, ``max_open_shards``, ``distributed``) are
+            ignored when streaming.
 
     Returns:
         an :class:`EvidenceCache` or a :class:`StreamingEvidence`.
     """
     if stream or root is None:
-        for storage_only in ("dtype", "progress", "shard_size", "max_open_shards"):
+        for storage_only in ("dtype", "progress", "shard_size", "max_open_shards", "distributed"):
             kw.pop(storage_only, None)
         return StreamingEvidence(adapter, samples, layers=layers, rule=rule, **kw)
     return EvidenceCache.build(adapter, samples, layers=layers, root=Path(root), rule=rule, **kw)

@@ -17,7 +17,8 @@ from hagxai.models import ModelAdapter, model_digest
 
 CACHE_FORMAT = "hagxai-evidence-cache"
 CACHE_VERSION = 1
-STORAGE_DTYPES = {torch.float32: "float32", torch.float16: "float16"}
+STORAGE_DTYPES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
+"""Storage dtypes of a cache's activations and gradients, and their names in the key."""
 
 
 def data_fingerprint(samples: Sequence[Sample]) -> str:

@@ -159,20 +159,38 @@ def write_index(path: Path, index: dict[str, Any]) -> None:
     write_atomic(path / INDEX_FILE, (json.dumps(index, indent=1) + "\n").encode())
 
 
-def shard_is_valid(path: Path, entry: dict[str, Any] | None) -> bool:
-    """Whether a shard entry is complete and its file matches size and SHA-256 (a chunk where
-    every sample was skipped has no file and is valid)."""
+def shard_problem(path: Path, entry: dict[str, Any] | None, *, checksum: bool) -> str | None:
+    """What is wrong with a shard entry and its file, or ``None`` when it is usable.
+
+    Without ``checksum`` only what a ``stat`` shows is checked (the file exists with the recorded
+    size): opening a cache of many gigabytes must not read them all. With ``checksum`` the file's
+    SHA-256 is compared too (on a shard's first read, and by ``hagxai cache verify``). A chunk
+    where every sample was skipped has no file and is usable. A usable file's time stamp is
+    re-recorded in ``entry``: a valid file copied or touched must still open for reading.
+    """
     if entry is None:
-        return False
+        return "not computed"
     if entry["file"] is None:
-        return True
+        return None
     file = path / entry["file"]
     try:
-        data = file.read_bytes()
+        stat = file.stat()
     except OSError:
-        return False
-    if len(data) != entry["bytes"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
-        return False
-    # Re-record the time stamp: a valid file copied or touched must still open for reading.
-    entry["mtime_ns"] = file.stat().st_mtime_ns
-    return True
+        return "missing"
+    if stat.st_size != entry["bytes"]:
+        return f"{stat.st_size} bytes, the index records {entry['bytes']}"
+    if checksum:
+        try:
+            with file.open("rb") as handle:
+                digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        except OSError as err:
+            return f"unreadable ({err.strerror})"
+        if digest != entry["sha256"]:
+            return "SHA-256 differs from the index"
+    entry["mtime_ns"] = stat.st_mtime_ns
+    return None
+
+
+def shard_is_valid(path: Path, entry: dict[str, Any] | None, *, checksum: bool = True) -> bool:
+    """Whether :func:`shard_problem` finds nothing wrong."""
+    return shard_problem(path, entry, checksum=checksum) is None

@@ -42,6 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="KEY=VALUE",
         help="a format option, e.g. -o sigma_px=25 -o 'classes=[car, bus, truck]' (repeatable)",
     )
+    check.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -72,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
         console.print(f"demo {cfg.data.task} set: [bold]{root}[/bold]")
         args.path = root
         args.format, args.options = "hagxai", []
-    report = check_dataset(args.path, args.format, **_options(args.options))
+    progress = not getattr(args, "no_progress", False)
+    report = check_dataset(args.path, args.format, progress=progress, **_options(args.options))
     table = Table(title=f"dataset {report.root}", show_header=False)
     table.add_row("format", report.format or "?")
     table.add_row("task", report.task or "?")

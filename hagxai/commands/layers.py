@@ -13,10 +13,16 @@ from hagxai.evidence import trace_layer_shapes
 from hagxai.models import build_adapter
 
 
-def add_model_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--model``, ``--weights``, ``--num-classes``, ``--input-size`` (shared with explain)."""
-    parser.add_argument("--model", "-m", required=True, help="model name, yaml or .pt")
+def add_model_arguments(parser: argparse.ArgumentParser, required: bool = True) -> None:
+    """``--model``, ``--weights``, ``--pretrained``, ``--num-classes``, ``--input-size`` (shared
+    with explain; there ``--model`` may come from a combiner's card instead)."""
+    parser.add_argument("--model", "-m", required=required, help="model name, yaml or .pt")
     parser.add_argument("--weights", help="local weights file")
+    parser.add_argument(
+        "--pretrained",
+        action="store_true",
+        help="the library's pretrained weights (downloaded once: needs network access)",
+    )
     parser.add_argument("--num-classes", type=int, help="number of classes of the model head")
     parser.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"))
 
@@ -26,6 +32,7 @@ def model_config(args: argparse.Namespace, layers: list[str] | None = None) -> M
     return ModelConfig(
         name=args.model,
         weights=args.weights,
+        pretrained=args.pretrained,
         num_classes=args.num_classes,
         input_size=tuple(args.input_size) if args.input_size else None,
         layers=layers,

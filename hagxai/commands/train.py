@@ -2,6 +2,7 @@
 
 ``hagxai train --config FILE [key=value ...]`` starts a run in ``runs/<name>/``;
 ``hagxai train --resume RUN_DIR`` continues an interrupted one with its saved config.
+Both run as many processes under ``torchrun`` (:mod:`hagxai.distributed`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ def run(args: argparse.Namespace) -> int:
         cfg.output_dir, cfg.name = args.resume.parent, args.resume.name
     else:
         cfg = config_from_args(args)
+    from hagxai import distributed
     from hagxai.training import train
 
+    # under torchrun: join the process group (gloo on the CPU, NCCL on GPUs); else nothing
+    distributed.init(cfg.device)
     train(cfg, resume=args.resume is not None, overwrite=args.force, progress=not args.no_progress)
+    distributed.shutdown()
     return 0

@@ -13,6 +13,7 @@ from functools import partial
 
 from torch import Tensor
 
+from hagxai.errors import cut_list
 from hagxai.evidence import Evidence
 from hagxai.explainers import sanity
 from hagxai.explainers.cam import METHODS, cam
@@ -51,4 +52,4 @@ def get(name: str, **options) -> Explainer:
         )
     close = difflib.get_close_matches(key, [*available(), *PERTURBATION], n=3, cutoff=0.4)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
-    raise KeyError(f"unknown explainer {name!r}{hint} (known: {', '.join(available())})")
+    raise KeyError(f"unknown explainer {name!r}{hint} (known: {cut_list(available(), 8)})")

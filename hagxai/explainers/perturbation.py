@@ -9,6 +9,8 @@ the best IoU(target box, detection) × the detection's probability of the target
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -56,6 +58,7 @@ def perturbation_maps(
     p: float = 0.5,
     batch_size: int = 32,
     seed: int = 0,
+    on_image: Callable[[], None] | None = None,
 ) -> Tensor:
     """RISE for a classifier, D-RISE for a detector: ``B×H×W`` in [0, 1].
 
@@ -69,6 +72,8 @@ def perturbation_maps(
         p: probability that a cell is kept.
         batch_size: masked inputs per forward pass.
         seed: the masks' seed (the same for every image).
+        on_image: called after each image's masks (a progress bar: thousands of forward passes
+            per image).
 
     Returns:
         ``B×H×W``; an image without targets gets zeros.
@@ -79,15 +84,16 @@ def perturbation_maps(
     per_target = x.new_zeros(len(targets), *size)
     for image in range(x.shape[0]):
         chosen = torch.nonzero(targets.image_index == image).flatten()
-        if chosen.numel() == 0:
-            continue
-        subset = targets.select(chosen)
-        total = x.new_zeros(chosen.numel(), size[0] * size[1])
-        for start in range(0, num_masks, batch_size):
-            batch = masks[start : start + batch_size]
-            scores = adapter.rescore(x[image].unsqueeze(0) * batch.unsqueeze(1), subset)
-            total += scores.T.to(total) @ batch.flatten(1)
-        per_target[chosen.to(x.device)] = (total / (num_masks * p)).view(-1, *size)
+        if chosen.numel() > 0:
+            subset = targets.select(chosen)
+            total = x.new_zeros(chosen.numel(), size[0] * size[1])
+            for start in range(0, num_masks, batch_size):
+                batch = masks[start : start + batch_size]
+                scores = adapter.rescore(x[image].unsqueeze(0) * batch.unsqueeze(1), subset)
+                total += scores.T.to(total) @ batch.flatten(1)
+            per_target[chosen.to(x.device)] = (total / (num_masks * p)).view(-1, *size)
+        if on_image is not None:
+            on_image()
     maps = resize_maps(per_target, tuple(out_size or size))
     return combine_targets(maps, targets.image_index.to(x.device), int(x.shape[0]))
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import difflib
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -105,3 +107,52 @@ def build_adapter(cfg: ModelConfig | str, device: torch.device | str = "cpu") ->
         f"unknown model {name!r}{hint} (a torchvision or timm classifier, a torchvision detector, "
         "an ultralytics .yaml/.pt, yolov5:<yaml or .pt>, or demo)"
     )
+
+
+def random_weights_message(cfg: ModelConfig) -> str | None:
+    """A warning when ``cfg`` builds a model with randomly initialised weights, else ``None``.
+
+    A library name (``resnet50``, ``yolov8n.yaml``, ``yolov5:yolov5s.yaml``) without
+    ``weights`` and without ``pretrained`` is built with random weights: its explanations show
+    an untrained network. Checkpoints (``.pt``) and registered names (the demo models) carry
+    their weights.
+    """
+    if cfg.weights is not None or cfg.pretrained:
+        return None
+    name = cfg.name
+    if name in _REGISTRY or name in _LAZY or name.endswith(".pt"):
+        return None
+    return (
+        f"model {name!r} has random weights (no weights file, not pretrained): its explanations "
+        "show an untrained network; load weights with --weights FILE / model.weights, or the "
+        "library's with --pretrained / model.pretrained=true"
+    )
+
+
+#: The :class:`ModelConfig` keys a combiner card records (beside the name) to rebuild the model.
+CARD_KEYS = ("weights", "pretrained", "num_classes", "objectness", "label_offset")
+
+
+def card_fields(cfg: ModelConfig) -> dict[str, Any]:
+    """What a combiner card records to rebuild ``cfg``'s model: :data:`CARD_KEYS`, with the
+    weights file as an absolute path (so the card works from any folder)."""
+    fields = cfg.model_dump(mode="json", include=set(CARD_KEYS))
+    if cfg.weights is not None:
+        fields["weights"] = str(Path(cfg.weights).resolve())
+    return fields
+
+
+def config_from_card(model: Mapping[str, Any], where: str) -> ModelConfig:
+    """The :class:`ModelConfig` that a card's ``model`` section describes.
+
+    Args:
+        model: the card's ``model`` section (``name``, and the :data:`CARD_KEYS` it records).
+        where: the card's path, for messages.
+
+    Raises:
+        UserError: a card that names no model (an unbound import: pass ``--model``).
+    """
+    name = model.get("name")
+    if not name:
+        raise UserError(f"{where} names no model; pass --model (and --weights)")
+    return ModelConfig(name=name, **{k: model[k] for k in CARD_KEYS if model.get(k) is not None})

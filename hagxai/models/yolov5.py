@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from hagxai.config import ModelConfig
-from hagxai.errors import UserError
+from hagxai.errors import UserError, cut_list
 from hagxai.models.ultralytics_env import configure_ultralytics
 from hagxai.models.yolo import YoloAdapter
 from hagxai.pil import restore_image_open
@@ -103,7 +103,7 @@ def _yaml_path(spec: str) -> Path:
         if candidate.is_file():
             return candidate
     known = sorted(p.name for p in [*package.glob("*.yaml"), *(package / "hub").glob("*.yaml")])
-    raise UserError(f"YOLOv5 model yaml {spec!r} not found (package yamls: {', '.join(known)})")
+    raise UserError(f"YOLOv5 model yaml {spec!r} not found (package yamls: {cut_list(known)})")
 
 
 def _untrusted(path: Path) -> UserError:

@@ -146,7 +146,7 @@ def grouped(fn, maps: Sequence[Tensor], others: Sequence[Tensor], *, stack: bool
     values: list[Tensor] = [maps[0].new_zeros(())] * len(maps)
     for members in groups.values():
         stacked = torch.stack([maps[i] for i in members])
-        second = [others[i].to(stacked.device) for i in members]
+        second = [others[i].to(stacked.device, non_blocking=True) for i in members]
         result = fn(stacked, torch.stack(second) if stack else second)
         for j, i in enumerate(members):
             values[i] = result[j]
@@ -162,6 +162,9 @@ def batch_loss(loss_fn, maps: Sequence[Tensor], human: Sequence[Tensor]) -> Tens
     total = maps[0].new_zeros(())
     for members in groups.values():
         stacked = torch.stack([maps[i] for i in members])
-        target = torch.stack([human[i] for i in members]).to(stacked.device)
+        target = torch.stack([human[i] for i in members])
+        # staged in pinned memory so the copy to the GPU does not block the host
+        target = target.pin_memory() if stacked.is_cuda and not target.is_cuda else target
+        target = target.to(stacked.device, non_blocking=True)
         total = total + loss_fn(stacked, target) * len(members)
     return total / len(maps)

@@ -12,6 +12,7 @@ import csv
 import json
 import math
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any
@@ -61,15 +62,63 @@ class RunLog:
             values = {f"fold{fold}/{k}": v for k, v in row.items() if k not in ("fold",)}
             self.wandb.log({k: v for k, v in values.items() if _clean(v) is not None})
 
-    def finish(self, summary: dict, plots: list[Path]) -> None:
-        """Log the summary and the plots, and close the W&B run."""
+    def finish(
+        self,
+        summary: dict,
+        plots: list[Path],
+        combiners: dict[str, Path] | None = None,
+        overlays: list[Path] | None = None,
+    ) -> None:
+        """Log the summary, the plots, the combiners and the overlays, and close the W&B run.
+
+        Args:
+            summary: the run's summary (``hagxai.training.run.summarise``): its learned-head
+                means go to the run summary, its per-fold and per-method rows to a table.
+            plots: image files logged under their stem.
+            combiners: artifact name -> exported combiner folder; each is logged as a W&B
+                artifact of type ``combiner`` holding the folder (card and tensors), with the
+                card's model, layers and metrics as metadata.
+            overlays: held-out images with the learned map over them, logged as images.
+        """
         if self.wandb is None:
             return
         import wandb
 
         self.wandb.summary.update(summary.get("mean", {}))
-        self.wandb.log({p.stem: wandb.Image(str(p)) for p in plots})
+        table = wandb.Table(columns=summary_columns(), data=summary_rows(summary))
+        self.wandb.log({"summary": table, **{p.stem: wandb.Image(str(p)) for p in plots}})
+        if overlays:
+            images = [wandb.Image(str(p), caption=p.stem) for p in overlays]
+            self.wandb.log({"held_out_overlays": images})
+        for name, folder in (combiners or {}).items():
+            # W&B allows letters, digits, '-', '_' and '.' in artifact names.
+            safe = re.sub(r"[^\w.-]", "-", name)
+            artifact = wandb.Artifact(safe, type="combiner", metadata=_card_metadata(folder))
+            artifact.add_dir(str(folder))
+            self.wandb.log_artifact(artifact)
         self.wandb.finish()
+
+
+def summary_columns() -> list[str]:
+    """Columns of the W&B summary table: the row's name, then every metric."""
+    return ["row", *NAMES]
+
+
+def summary_rows(summary: dict) -> list[list[Any]]:
+    """Per fold the best epoch's metrics, then each method's mean over folds (``None`` where a
+    value is missing or not finite)."""
+    rows = []
+    for fold in summary.get("folds", []):
+        label = f"fold {fold['fold']} (epoch {fold['best_epoch']})"
+        rows.append([label, *(_clean(fold["best"].get(k)) for k in NAMES)])
+    for method, stats in summary.get("methods", {}).items():
+        rows.append([f"{method} mean", *(_clean(stats[k]["mean"]) for k in NAMES)])
+    return rows
+
+
+def _card_metadata(folder: Path) -> dict[str, Any]:
+    card = json.loads((folder / "combiner.json").read_text())
+    return {key: card.get(key) for key in ("model", "layers", "input_size", "metrics")}
 
 
 def _start_wandb(cfg: RunConfig, run_dir: Path):

@@ -5,6 +5,10 @@ fold), ``metrics.csv`` and ``metrics.jsonl`` (one row per fold and epoch; epoch 
 combiner), ``fold_<k>/combiner/`` (each fold's best combiner, exported), ``best/`` (the best
 fold's), ``summary.json`` and ``summary.md`` (per fold and mean ± std), ``plots/`` and the
 checkpoint.
+
+Under torchrun (:mod:`hagxai.distributed`) every rank runs this function: rank 0 builds the demo
+data and model first, the ranks share the evidence extraction (each shard by one rank), train
+together (:class:`~hagxai.training.trainer.Trainer`), and only rank 0 writes the run folder.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import json
 import shutil
 import statistics
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,9 +29,12 @@ from hagxai.combiner import HAGCombiner
 from hagxai.config import RunConfig, cache_dir, resolve_device, save_config
 from hagxai.console import make_console
 from hagxai.data import AttentionDataset, open_dataset, open_from_config
+from hagxai.distributed import barrier, device_for, is_main, main_first
 from hagxai.errors import UserError
 from hagxai.export import save_combiner
 from hagxai.models import ModelAdapter, model_digest
+from hagxai.models.registry import card_fields
+from hagxai.overlay import overlay
 from hagxai.training import plots
 from hagxai.training.checkpoint import CHECKPOINT, load_checkpoint
 from hagxai.training.data import load_human_data
@@ -34,6 +42,9 @@ from hagxai.training.folds import load_folds, make_folds, save_folds
 from hagxai.training.logging import RunLog
 from hagxai.training.metrics import NAMES, higher_is_better
 from hagxai.training.trainer import FoldResult, Trainer, check_select_metric
+
+STORAGE_DTYPE = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+"""``cache.dtype`` -> the evidence cache's storage dtype."""
 
 
 def build_model_and_data(cfg: RunConfig, progress: bool = True):
@@ -106,6 +117,8 @@ def train(
     check_select_metric(cfg)
     console = console or make_console()
     run_dir = cfg.run_dir
+    main = is_main()
+    progress = progress and main
     if not resume and (run_dir / CHECKPOINT).exists():
         if not overwrite:
             raise UserError(
@@ -114,11 +127,18 @@ def train(
             )
         for stale in ("fold_", "best", "plots", CHECKPOINT, "summary", "metrics"):
             for path in run_dir.glob(f"{stale}*"):
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, run_dir / "config.yaml")
+                if main:
+                    shutil.rmtree(path) if path.is_dir() else path.unlink()
+    barrier()  # every rank has looked for an old run before rank 0 writes the new one
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, run_dir / "config.yaml")
+    # this process's device: under torchrun, GPU LOCAL_RANK for a CUDA run
+    device = device_for(cfg.device)
+    local_cfg = cfg if device == cfg.device else cfg.model_copy(update={"device": device})
     if adapter is None or dataset is None:
-        adapter, dataset = build_model_and_data(cfg, progress)
+        with main_first():  # rank 0 makes the demo data and model, the others then load them
+            adapter, dataset = build_model_and_data(local_cfg, progress)
     torch.manual_seed(cfg.seed)
     samples = dataset.samples
     if cfg.train.splits is not None:
@@ -130,14 +150,17 @@ def train(
         root=cache_dir(cfg) / "evidence",
         # A dataset read with a class subset (data.classes) explains only those classes.
         rule=target_rule(cfg, adapter, dataset.class_subset),
+        dtype=STORAGE_DTYPE[cfg.cache.dtype],
         progress=progress,
+        distributed=True,
     )
     human = load_human_data(cache, samples)
     skipped = {**cache.skipped, **human.skipped}
     usable = [cache.ids[p] for p in human.keep]
     folds_path = run_dir / "folds.json"
     folds_ids = load_folds(folds_path) if resume else make_folds(usable, cfg.train.folds, cfg.seed)
-    save_folds(folds_ids, folds_path)
+    if main:
+        save_folds(folds_ids, folds_path)
     position = {sample_id: p for p, sample_id in enumerate(cache.ids)}
     folds = [[position[i] for i in fold] for fold in folds_ids]
     by_id = {s.id: s for s in samples}
@@ -147,7 +170,7 @@ def train(
         return torch.from_numpy(array.copy()).permute(2, 0, 1).float().div(255)
 
     history = load_checkpoint(run_dir / CHECKPOINT)[1]["history"] if resume else []
-    log = RunLog(cfg, run_dir, history)
+    log = RunLog(cfg, run_dir, history) if main else None
     digest = model_digest(adapter.model)
     # once per run: it stats every file of the dataset, and every fold trained on this data
     fingerprint = dataset.fingerprint
@@ -161,6 +184,7 @@ def train(
             run_dir / f"fold_{fold}" / "combiner",
             model_name=adapter.family,
             model_digest=digest,
+            model_build=card_fields(cfg.model),
             input_size=cache.input_size,
             grid=grid,
             data_fingerprint=fingerprint,
@@ -177,14 +201,16 @@ def train(
         folds,
         image,
         run_dir,
-        resolve_device(cfg.device),
-        on_epoch=log.epoch,
-        on_fold_end=fold_end,
+        resolve_device(device),
+        on_epoch=log.epoch if log is not None else None,
+        on_fold_end=fold_end if main else None,
         on_step=on_step,
         progress=progress,
     )
     results = trainer.run(resume=resume)
     summary = summarise(cfg, results, skipped, len(usable))
+    if log is None:  # not rank 0: the run folder is rank 0's to write
+        return summary
     best_fold = summary["best_fold"]
     shutil.rmtree(run_dir / "best", ignore_errors=True)
     shutil.copytree(run_dir / f"fold_{best_fold}" / "combiner", run_dir / "best")
@@ -207,8 +233,50 @@ def train(
         plots.training_curves(history, plot_dir / "training_curves.png"),
         plots.learned_functions(learned, plot_dir / "learned_functions.png"),
     ]
-    log.finish(summary, figures)
+    overlays = held_out_overlays(
+        cache, folds[best_fold], learned[best_fold], image, plot_dir / "overlays"
+    )
+    fold_folders = {
+        f"{cfg.name}-fold{k}": run_dir / f"fold_{k}" / "combiner" for k in range(len(folds))
+    }
+    log.finish(summary, figures, {**fold_folders, f"{cfg.name}-best": run_dir / "best"}, overlays)
     return summary
+
+
+def held_out_overlays(
+    cache: EvidenceSource,
+    positions: Sequence[int],
+    combiner: HAGCombiner,
+    image: Callable[[int], torch.Tensor],
+    folder: Path,
+    count: int = 4,
+) -> list[Path]:
+    """The learned maps of the first ``count`` held-out images over those images, as PNGs.
+
+    Args:
+        cache: the run's evidence.
+        positions: a fold's held-out positions in ``cache``.
+        combiner: that fold's combiner.
+        image: position -> ``3×H×W`` image in [0, 1].
+        folder: where ``<sample id>.png`` files go.
+
+    Returns:
+        The files written.
+    """
+    chosen = list(positions)[:count]
+    if not chosen:
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    evidence = cache.evidence(chosen)
+    with torch.no_grad():
+        maps = combiner.to(evidence.image_index.device)(evidence, evidence.input_size)
+    written = []
+    for position, frame, saliency in zip(chosen, cache.frames(chosen), maps):
+        array = frame.map_to_original(saliency.cpu()).clamp(0, 1).numpy()
+        path = folder / f"{cache.ids[position]}.png"
+        overlay(image(position), array, []).save(path)
+        written.append(path)
+    return written
 
 
 def _grid(cache: EvidenceSource) -> tuple[int, int]:

@@ -32,6 +32,14 @@ Every epoch ends with an atomic checkpoint (:mod:`hagxai.training.checkpoint`); 
 replays nothing and ends with exactly the parameters of an uninterrupted one, because nothing
 random depends on the process: batch order comes from a generator seeded by (seed, fold, epoch)
 and faithfulness noise from a fixed seed.
+
+Under torchrun (:mod:`hagxai.distributed`) every rank holds the whole cache, the same folds and
+the same combiner. Each optimiser step splits its batch between the ranks; each rank's loss is
+its images' share of the batch mean, and the gradients are summed over the ranks (one flat
+all-reduce, as DistributedDataParallel does), so every rank takes the step one process would,
+up to floating-point order. Validation and faithfulness images are split between the ranks and
+their per-image values gathered, so every rank computes the same metric row and makes the same
+best-epoch and early-stop decisions. Only rank 0 writes the checkpoint.
 """
 
 from __future__ import annotations
@@ -49,6 +57,14 @@ from hagxai import explainers
 from hagxai.cache import EvidenceSource
 from hagxai.combiner import HAGCombiner
 from hagxai.config import RunConfig
+from hagxai.distributed import (
+    all_gather_list,
+    all_reduce_sum_,
+    is_main,
+    shard,
+    shard_range,
+    world_size,
+)
 from hagxai.errors import ConfigError
 from hagxai.evaluation import faithfulness
 from hagxai.explainers import Explainer
@@ -65,6 +81,9 @@ from hagxai.training.checkpoint import (
 from hagxai.training.data import HumanData, batch_loss, grouped, render
 from hagxai.training.metrics import FAITH, LOSS, NAMES, VALIDATION, better
 from hagxai.training.state import Best, FoldTensors, RunState
+
+#: ``train.smooth_dtype`` -> the combiner's ``smooth_dtype``.
+SMOOTH_DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def learning_rate(epoch: int, lr: float, lr_final: float, step_epochs: int, epochs: int) -> float:
@@ -99,11 +118,13 @@ def _nanmean(values: torch.Tensor) -> float:
 
 @dataclass
 class FaithSubset:
-    """The fixed faithfulness images of a fold: cache positions, model input and targets."""
+    """The fixed faithfulness images of a fold (this rank's share of them under torchrun):
+    cache positions, model input, targets, and the deletion noise each image gets."""
 
     positions: list[int]
     x: torch.Tensor
     targets: Targets
+    noise: torch.Tensor
 
 
 @dataclass
@@ -213,12 +234,17 @@ class Trainer:
         if options.channel_slopes:
             evidence = self.cache.evidence([self.folds[0][0]])
             channels = {name: int(evidence.acts[name].shape[1]) for name in self.cache.layers}
+        cfg = self.train
         return HAGCombiner(
             layers=self.cache.layers,
             layer_weights=options.layer_weights,
             channels=channels,
             learn_radius=options.learn_radius,
             parameterisation=options.parameterisation,
+            chunk_targets=cfg.chunk_targets,
+            fold_resize=cfg.fold_resize,
+            smooth_dtype=SMOOTH_DTYPES[cfg.smooth_dtype],
+            compile_kernels=cfg.compile,
         ).to(self.device)
 
     def _loss(self, maps: list[torch.Tensor], batch: list[int]) -> torch.Tensor:
@@ -272,32 +298,50 @@ class Trainer:
         size = self.train.batch_size
         options = self.cfg.combiner
         steps_per_epoch = math.ceil(len(order) / size)
-        total, count = 0.0, 0
+        # summed on the device and read once per epoch: no `.item()` (a synchronisation with
+        # the GPU) per batch
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        count = 0
         for number, start in enumerate(range(0, len(order), size)):
             batch = [positions[i] for i in order[start : start + size]]
             if options.warmup_steps and lr is not None:
                 step = (epoch - 1) * steps_per_epoch + number + 1
                 for group in optimizer.param_groups:
                     group["lr"] = lr * min(1.0, step / options.warmup_steps)
-            maps = self._maps(lambda e, s: combiner(e, s, validate=False), batch)
-            loss = self._loss(maps, batch)
+            # this rank's images (all of them in one process), weighted as a share of the batch
+            local = shard(batch)
+            if local:
+                maps = self._maps(lambda e, s: combiner(e, s, validate=False), local)
+                loss = self._loss(maps, local)
+                if len(local) != len(batch):
+                    loss = loss * (len(local) / len(batch))
+            else:
+                loss = sum(p.sum() * 0.0 for p in combiner.parameters())
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if world_size() > 1:
+                _sum_gradients(combiner)
             if options.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(combiner.parameters(), options.grad_clip)
             optimizer.step()
-            total += float(loss.detach()) * len(batch)
+            total += loss.detach() * len(batch)
             count += len(batch)
             self.on_step()
-        return total / max(count, 1)
+        if world_size() > 1:
+            # on the combiner's device: NCCL reduces only GPU tensors
+            summed = total.reshape(1)
+            all_reduce_sum_([summed])
+            total = summed[0]
+        return float(total) / max(count, 1)
 
     @torch.no_grad()
     def _validate(self, explain: Explainer, positions: list[int]) -> dict[str, float]:
         """Loss and plausibility means over ``positions`` (NaN images left out of the means)."""
         values: dict[str, list[torch.Tensor]] = {m.name: [] for m in VALIDATION}
         losses = []
-        for start in range(0, len(positions), self.train.batch_size):
-            batch = positions[start : start + self.train.batch_size]
+        local = shard(positions)  # this rank's images; the values are gathered below
+        for start in range(0, len(local), self.train.batch_size):
+            batch = local[start : start + self.train.batch_size]
             maps = [m.float() for m in self._maps(explain, batch)]
             slots = [self.slot[p] for p in batch]
             held = {
@@ -312,6 +356,10 @@ class Trainer:
                     (name,) = metric.inputs  # one held input each (training.metrics.HELD)
                     stack = name == "human_maps"  # maps stack; fixation lists stay ragged
                     values[metric.name].append(grouped(metric.fn, maps, held[name], stack=stack))
+        if world_size() > 1:
+            losses = [t.detach().cpu() for t in losses]
+            values = {name: [t.cpu() for t in v] for name, v in values.items()}
+            losses, values = _gathered(losses, values)
         row = {LOSS: float(sum(losses)) / len(positions)}
         row.update({name: _nanmean(torch.cat(v).cpu()) for name, v in values.items()})
         return row
@@ -319,28 +367,50 @@ class Trainer:
     def _faithfulness(self, explain: Explainer, subset: FaithSubset | None) -> dict[str, float]:
         if subset is None:
             return {}
-        with torch.no_grad():
-            evidence = self.cache.evidence(subset.positions, device=self.device)
-            maps = explain(evidence, self.cache.input_size).float()
-        result = faithfulness(
-            self.adapter,
-            subset.x,
-            subset.targets,
-            maps,
-            steps=self.train.faithfulness_steps,
-            seed=self.cfg.seed,
-        )
-        # the result has one field per faithfulness metric (deletion, insertion)
-        return {m.name: _nanmean(getattr(result, m.name).auc.float().cpu()) for m in FAITH}
+        aucs: dict[str, list[torch.Tensor]] = {m.name: [] for m in FAITH}
+        if subset.positions:
+            with torch.no_grad():
+                evidence = self.cache.evidence(subset.positions, device=self.device)
+                maps = explain(evidence, self.cache.input_size).float()
+            result = faithfulness(
+                self.adapter,
+                subset.x,
+                subset.targets,
+                maps,
+                steps=self.train.faithfulness_steps,
+                baseline=subset.noise,
+                seed=self.cfg.seed,
+            )
+            # the result has one field per faithfulness metric (deletion, insertion)
+            aucs = {m.name: [getattr(result, m.name).auc.float().cpu()] for m in FAITH}
+        if world_size() > 1:
+            aucs = {name: all_gather_list(v) for name, v in aucs.items()}
+        return {name: _nanmean(torch.cat(v)) for name, v in aucs.items()}
 
     def _faith_subset(self, held_out: list[int]) -> FaithSubset | None:
-        """The fixed faithfulness images of a fold: model input and targets, made once."""
+        """The fixed faithfulness images of a fold (this rank's share): model input, targets and
+        noise, made once.
+
+        The deletion noise is drawn for the whole subset at once from the run's seed, as
+        :func:`~hagxai.evaluation.faithfulness` would draw it, and each rank keeps its images'
+        rows: an image gets the same noise however many processes share the work.
+        """
         count = min(self.train.faithfulness_images, len(held_out))
         if count == 0:
             return None
-        positions = held_out[:count]
+        mine = shard_range(count)
+        positions = held_out[:count][mine.start : mine.stop]
+        c, h, w = 3, *self.adapter.input_size
+        device = self.adapter.device
+        generator = torch.Generator(device=device).manual_seed(self.cfg.seed)
+        noise = torch.rand((count, c, h, w), generator=generator, device=device)
+        if not positions:
+            empty = torch.zeros(0, c, h, w, device=device)
+            none = torch.zeros(0, dtype=torch.long)
+            return FaithSubset([], empty, Targets(none, none, torch.zeros(0)), noise[:0])
         prepared = self.adapter.preprocess([self.images(p) for p in positions])
-        return FaithSubset(positions, prepared.x, self.cache.targets(positions))
+        noise = noise[mine.start : mine.stop].to(prepared.x)
+        return FaithSubset(positions, prepared.x, self.cache.targets(positions), noise)
 
     # -- the run -----------------------------------------------------------------------------
 
@@ -467,7 +537,8 @@ class Trainer:
         self.on_fold_end(fold, combiner, result)
         state.results.append(vars(result))
         state.start_fold(fold + 1)
-        save_checkpoint(path, FoldTensors(rng=torch.get_rng_state()).flat(), state.to_json())
+        if is_main():
+            save_checkpoint(path, FoldTensors(rng=torch.get_rng_state()).flat(), state.to_json())
 
     def _checkpoint(
         self,
@@ -478,5 +549,27 @@ class Trainer:
         best_state: dict[str, torch.Tensor],
     ) -> None:
         optim, state.optimizer = optimizer_tensors(optimizer)
+        if not is_main():
+            return
         tensors = FoldTensors(combiner.state_dict(), best_state, optim, torch.get_rng_state())
         save_checkpoint(path, tensors.flat(), state.to_json())
+
+
+def _sum_gradients(combiner: HAGCombiner) -> None:
+    """Sum the combiner's gradients over the ranks (a parameter without one counts as zeros)."""
+    grads = []
+    for parameter in combiner.parameters():
+        if parameter.requires_grad:
+            if parameter.grad is None:
+                parameter.grad = torch.zeros_like(parameter)
+            grads.append(parameter.grad)
+    all_reduce_sum_(grads)
+
+
+def _gathered(
+    losses: list[torch.Tensor], values: dict[str, list[torch.Tensor]]
+) -> tuple[list[torch.Tensor], dict[str, list[torch.Tensor]]]:
+    """Every rank's validation losses and per-image metric values, in rank order."""
+    parts = all_gather_list([(losses, values)])
+    merged = {name: [t for _, v in parts for t in v[name]] for name in values}
+    return [t for loss, _ in parts for t in loss], merged

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import pytest
@@ -52,6 +53,13 @@ def test_cache_equals_direct_extraction_in_any_order(
     )
     assert half.key != cache.key
     assert_same(half.evidence(order), direct.evidence, rtol=2e-3, atol=2e-3)
+    brain = EvidenceCache.build(
+        classifier, samples, layers=LAYERS, root=tmp_path / "c", dtype=torch.bfloat16
+    )
+    assert brain.key not in (cache.key, half.key) and brain.storage_dtype == "bfloat16"
+    read = brain.evidence(order)
+    assert read.acts[LAYERS[0]].dtype == torch.float32
+    assert_same(read, direct.evidence, rtol=1e-2, atol=1e-2)
 
 
 def test_second_open_reuses_and_a_truncated_shard_is_rebuilt(
@@ -93,7 +101,7 @@ def test_another_layer_set_is_another_cache_and_rules_are_checked(classifier, sa
     assert predicted.key != two.key
     with pytest.raises(UserError, match="target_rule 'boxes' does not apply"):
         EvidenceCache.build(classifier, few, layers=LAYERS, root=tmp_path, rule=TargetRule("boxes"))
-    with pytest.raises(UserError, match="float32 or float16"):
+    with pytest.raises(UserError, match="float32, float16 or bfloat16"):
         EvidenceCache.build(classifier, few, layers=LAYERS, root=tmp_path, dtype=torch.float64)
 
 
@@ -135,3 +143,74 @@ def test_detector_cache_keeps_boxes_in_input_pixels(
     assert len(zero) == 4 and set(zero.targets([0, 1, 2, 3]).classes.tolist()) == {0}
     assert len(two) == 0 and set(two.skipped.values()) == {"no target"}
     assert len(two.targets([]).classes) == 0
+
+
+def test_open_reads_no_shard_and_a_bad_checksum_is_caught_on_first_read(
+    classifier, samples, tmp_path, assert_same
+):
+    first = EvidenceCache.build(
+        classifier, samples, layers=LAYERS, root=tmp_path, shard_size=3, progress=False
+    )
+    expected = first.evidence(range(8))
+    assert first.verify() == {}
+    shard = first.path / "shard-00001.safetensors"
+    good = shard.read_bytes()
+    data = bytearray(good)
+    data[-1] ^= 0xFF  # same size, other bytes: only the checksum can tell
+    shard.write_bytes(bytes(data))
+
+    again = EvidenceCache.build(
+        classifier, samples, layers=LAYERS, root=tmp_path, shard_size=3, progress=False
+    )
+    assert again.computed_shards == []  # opening only stats the shards
+    assert_same(again.evidence(range(8)), expected, rtol=0, atol=0)  # recomputed on first read
+    assert again.verify() == {}
+    good = shard.read_bytes()  # as recomputed (the index now records these bytes)
+
+    shard.write_bytes(bytes(data))
+    bare = EvidenceCache.open(first.path)
+    assert len(bare) == 8 and bare.verify() == {
+        "shard-00001.safetensors": "SHA-256 differs from the index"
+    }
+    fresh = EvidenceCache.open(first.path)
+    assert_same(
+        fresh.evidence([0, 1, 2]),
+        expected.__class__(
+            expected.layers,
+            {k: v[:3] for k, v in expected.acts.items()},
+            {k: v[:3] for k, v in expected.grads.items()},
+            expected.image_index[:3],
+            expected.input_size,
+        ),
+        rtol=0,
+        atol=0,
+    )
+    with pytest.raises(CacheError, match=r"shard-00001\.safetensors: SHA-256 differs"):
+        fresh.evidence([4])
+    # a shard rewritten after its first read (mtime moved) is checked again when next mapped
+    shard.write_bytes(good)
+    one = EvidenceCache.open(first.path, max_open_shards=1)
+    one.evidence([4]), one.evidence([0])  # maps shard 1, then shard 0 evicts it
+    stamp = shard.stat().st_mtime_ns
+    shard.write_bytes(bytes(data))
+    os.utime(shard, ns=(stamp + 10**9, stamp + 10**9))  # a clock tick may be coarser than a write
+    with pytest.raises(CacheError, match=r"shard-00001\.safetensors: SHA-256 differs"):
+        one.evidence([4])
+    shard.unlink()
+    with pytest.raises(CacheError, match=r"shard-00001\.safetensors: missing"):
+        EvidenceCache.open(first.path)
+    with pytest.raises(CacheError, match="not a readable cache index"):
+        EvidenceCache.open(tmp_path)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_reads_are_pinned_copies_upcast_on_the_device(classifier, samples, tmp_path):
+    half = EvidenceCache.build(
+        classifier, samples, layers=LAYERS, root=tmp_path / "h", dtype=torch.float16, progress=False
+    )
+    on_cpu = half.evidence([3, 1, 1])
+    on_gpu = half.evidence([3, 1, 1], device="cuda")
+    for name in LAYERS:
+        assert on_gpu.acts[name].is_cuda and on_gpu.acts[name].dtype == torch.float32
+        assert torch.equal(on_gpu.acts[name].cpu(), on_cpu.acts[name])
+        assert torch.equal(on_gpu.grads[name].cpu(), on_cpu.grads[name])

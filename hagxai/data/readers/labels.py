@@ -18,7 +18,7 @@ import yaml
 
 from hagxai.data.readers.scan import Images, Scan, resolve
 from hagxai.data.sample import read_image_size
-from hagxai.errors import DataError, UserError
+from hagxai.errors import DataError, UserError, cut_list
 
 
 @dataclass
@@ -54,8 +54,10 @@ class Labels:
             return None, self.boxes
         unknown = [name for name in names if name not in self.classes]
         if unknown:
+            shown = cut_list(map(repr, unknown))
             raise UserError(
-                f"{self.source}: classes {unknown} are not among the labels' classes {self.classes}"
+                f"{self.source}: classes [{shown}] are not among the labels' "
+                f"{len(self.classes)} classes ({cut_list(self.classes)})"
             )
         subset = [self.classes.index(name) for name in names]
         boxes = {
@@ -124,7 +126,9 @@ def _yolo_labels(
             continue
         classes = values[:, 0].astype(np.int64)
         if names and ((classes < 0) | (classes >= len(names))).any():
-            scan.problems.append(f"{path}: class index outside the {len(names)} classes {names}")
+            scan.problems.append(
+                f"{path}: class index outside the {len(names)} classes ({cut_list(names)})"
+            )
             continue
         try:
             height, width = read_image_size(image)

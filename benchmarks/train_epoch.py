@@ -1,0 +1,348 @@
+"""One training step of the combiner at the #11 shapes: the old, the new and the floor.
+
+Synthetic evidence with the shapes of the issue's real set (a YOLOv5n's backbone layers 64/128/256
+channels at 60×80/30×40/15×20, 40 images per batch, ~1.9 targets per image), human maps at
+``--map-size``. Everything runs alternately in one process, so machine load hits all alike; each
+figure is the median and the minimum of ``--repeats`` runs, and the ratios are taken between
+figures of the same run.
+
+1. φ alone: the old two clamps and a sum against the fused forms, on one layer's gradients.
+2. One optimiser step (zero grad, forward, :func:`hag_loss`, backward, Adam) of
+   * ``old``: the combiner before #11 (frozen in ``benchmarks/_baseline_combiner.py``);
+   * ``new``: :class:`HAGCombiner` with its defaults (the reference's order of operations);
+   * ``new fold``: with ``fold_resize=True`` (what the trainer uses);
+   and the floors: the smoothing matmuls alone, forward and backward (the step needs both,
+   because ``g±`` and the kernel width are learnt), on the upsampled ``T×ΣC×60×80`` gradients
+   (what ``old`` and ``new`` smooth) and folded onto each layer's grid (what ``new fold``
+   smooths). Goals (#11): ``new fold`` ≥ 2.5× faster than ``old``, within 1.5× of its floor.
+3. Evidence stored as float16 / bfloat16: one batch read from an in-memory store of 120 images
+   (gathered as a cache does) and upcast per batch, then the ``new fold`` step.
+4. With ``--sections compile``: the ``new fold`` step through ``torch.compile`` (compile time
+   printed).
+5. On a GPU (when CUDA is present): steps on the device, with float32, bfloat16 smoothing, and
+   half evidence read from pinned memory with non-blocking copies.
+
+Run: ``python benchmarks/train_epoch.py [--repeats 5] [--sections phi steps storage compile]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _baseline_combiner as baseline
+
+from hagxai.combiner import HAGCombiner, gaussian_factor, phi
+from hagxai.combiner import _band as band
+from hagxai.combiner_kernel import Resize, fold_band
+from hagxai.evidence import Evidence
+from hagxai.losses import hag_loss
+
+LAYERS = {"stage2": (64, 60, 80), "stage3": (128, 30, 40), "stage4": (256, 15, 20)}
+
+
+def synthetic_evidence(images: int, seed: int = 0) -> tuple[Evidence, Tensor]:
+    """Evidence of ``images`` images with 2 targets each but every tenth (1.9 per image).
+
+    Returns:
+        The evidence (``acts`` ``B×C×h×w``, ``grads`` ``T×C×h×w``, YOLO-like magnitudes) and the
+        per-image target counts.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    counts = torch.tensor([1 if i % 10 == 9 else 2 for i in range(images)])
+    index = torch.repeat_interleave(torch.arange(images), counts)
+    acts, grads = {}, {}
+    for name, (c, h, w) in LAYERS.items():
+        acts[name] = torch.randn(images, c, h, w, generator=generator).relu_() * 2
+        grads[name] = torch.randn(len(index), c, h, w, generator=generator) * 1e-6
+    return Evidence(list(LAYERS), acts, grads, index, (480, 640)), counts
+
+
+def human_maps(images: int, size: tuple[int, int], seed: int = 1) -> Tensor:
+    """``B×H×W`` smooth blobs in ``[0, 1]``."""
+    generator = torch.Generator().manual_seed(seed)
+    ys = torch.linspace(0, 1, size[0])[:, None]
+    xs = torch.linspace(0, 1, size[1])[None, :]
+    centres = torch.rand(images, 2, generator=generator)
+    return torch.exp(
+        -((ys - centres[:, 0, None, None]) ** 2 + (xs - centres[:, 1, None, None]) ** 2) / 0.02
+    )
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(step: Callable[[], object], device: torch.device) -> float:
+    sync(device)
+    start = time.perf_counter()
+    step()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def race(steps: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict:
+    """Each step once to warm up, then ``repeats`` rounds of all of them in turn."""
+    for step in steps.values():
+        step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(repeats):
+        for name, step in steps.items():
+            times[name].append(timed(step, device))
+    return times
+
+
+def line(name: str, times: list[float], reference: list[float] | None = None) -> str:
+    median, best = statistics.median(times), min(times)
+    text = f"  {name:34s} median {median * 1e3:9.1f} ms   min {best * 1e3:9.1f} ms"
+    if reference is not None:
+        text += (
+            f"   ×{statistics.median(reference) / median:5.2f} (medians)"
+            f" ×{min(reference) / best:5.2f} (minima)"
+        )
+    return text
+
+
+def ratio(top: list[float], bottom: list[float]) -> str:
+    return (
+        f"{statistics.median(top) / statistics.median(bottom):.2f} (medians), "
+        f"{min(top) / min(bottom):.2f} (minima)"
+    )
+
+
+def training_step(
+    combiner: torch.nn.Module, evidence: Evidence, human: Tensor
+) -> Callable[[], None]:
+    optimiser = torch.optim.Adam(combiner.parameters(), lr=1e-4)
+    size = tuple(human.shape[-2:])
+
+    def step() -> None:
+        optimiser.zero_grad(set_to_none=True)
+        hag_loss(combiner(evidence, size, validate=False), human).backward()
+        optimiser.step()
+
+    return step
+
+
+def smoothing_floor(evidence: Evidence, device: torch.device, fold: bool) -> Callable[[], None]:
+    """Forward + backward of the gradient smoothing matmuls alone, on the same data."""
+    grid = (60, 80)
+    s = torch.tensor(3.0, device=device, requires_grad=True)
+    amp = torch.tensor(1.0, device=device, requires_grad=True)
+    planes, upstreams = [], []
+    for name in evidence.layers:
+        grads = evidence.grads[name].to(device)
+        if not fold:
+            grads = torch.nn.functional.interpolate(grads, size=grid, mode="nearest")
+        planes.append(grads.clone().requires_grad_(True))
+        upstreams.append(torch.randn(*grads.shape[:2], *grid, device=device))
+
+    def step() -> None:
+        taps = gaussian_factor(s, 10)
+        rows, cols = band(taps, grid[0]), band(amp * taps, grid[1])
+        outputs = []
+        for x in planes:
+            r, c = rows, cols
+            if fold:
+                resize = Resize.make(tuple(x.shape[-2:]), grid, device)
+                r = fold_band(rows, resize.rows, x.shape[-2])
+                c = fold_band(cols, resize.cols, x.shape[-1])
+            outputs.append(r @ (x @ c.mT))
+        torch.autograd.backward(outputs, upstreams)
+        for x in planes:
+            x.grad = None
+        s.grad = amp.grad = None
+
+    return step
+
+
+def bench_phi(evidence: Evidence, repeats: int, device: torch.device) -> None:
+    x = evidence.grads["stage2"].to(device)
+    pos, neg = torch.tensor(1.0, device=device), torch.tensor(0.3, device=device)
+    steps = {
+        "clamps + sum (old)": lambda: pos * x.clamp(min=0) + neg * x.clamp(max=0),
+        "where(x>0, p·x, n·x)": lambda: torch.where(x > 0, pos * x, neg * x),
+        "p·relu(x) − n·relu(−x)": lambda: pos * torch.relu(x) - neg * torch.relu(-x),
+        "x·where(x>0, p, n) (new)": lambda: phi(x, pos, neg),
+    }
+    times = race(steps, repeats, device)
+    first = next(iter(times.values()))
+    print(f"φ alone on {'×'.join(map(str, x.shape))} ({device.type}):")
+    for name, t in times.items():
+        print(line(name, t, first))
+
+
+def bench_steps(args: argparse.Namespace, device: torch.device) -> None:
+    evidence, _ = synthetic_evidence(args.images)
+    evidence = evidence.to(device)
+    human = human_maps(args.images, tuple(args.map_size)).to(device)
+    chunk = args.chunk
+    steps = {
+        "old (before #11)": training_step(baseline.HAGCombiner().to(device), evidence, human),
+        "new": training_step(HAGCombiner(chunk_targets=chunk).to(device), evidence, human),
+        "new fold": training_step(
+            HAGCombiner(chunk_targets=chunk, fold_resize=True).to(device), evidence, human
+        ),
+        "floor: smoothing, upsampled": smoothing_floor(evidence, device, fold=False),
+        "floor: smoothing, folded": smoothing_floor(evidence, device, fold=True),
+    }
+    if device.type == "cuda":
+        steps["new fold, bf16 smoothing"] = training_step(
+            HAGCombiner(chunk_targets=chunk, fold_resize=True, smooth_dtype=torch.bfloat16).to(
+                device
+            ),
+            evidence,
+            human,
+        )
+    times = race(steps, args.repeats, device)
+    print(
+        f"one optimiser step, {evidence.num_images} images, {evidence.num_targets} targets, "
+        f"layers {', '.join(f'{c}×{h}×{w}' for c, h, w in LAYERS.values())}, maps "
+        f"{args.map_size[0]}×{args.map_size[1]}, chunk_targets={chunk} ({device.type}):"
+    )
+    old = times["old (before #11)"]
+    for name, t in times.items():
+        print(line(name, t, old))
+    print(f"  speed-up new fold vs old: {ratio(old, times['new fold'])}   (goal ≥ 2.5)")
+    print(f"  speed-up new vs old:      {ratio(old, times['new'])}")
+    folded = times["floor: smoothing, folded"]
+    upsampled = times["floor: smoothing, upsampled"]
+    print(f"  new fold / its floor:     {ratio(times['new fold'], folded)}   (goal ≤ 1.5)")
+    print(f"  new / its floor:          {ratio(times['new'], upsampled)}")
+
+
+def bench_storage(args: argparse.Namespace, device: torch.device) -> None:
+    """Read a batch from a store of ``3·images`` images in a storage dtype, upcast, train."""
+    store_images = 3 * args.images
+    stored, counts = synthetic_evidence(store_images, seed=2)
+    starts = torch.cumsum(counts, 0) - counts
+    human = human_maps(args.images, tuple(args.map_size)).to(device)
+    pin = device.type == "cuda"
+    stores = {}
+    for dtype in (torch.float32, torch.float16, torch.bfloat16):
+        stores[dtype] = stored.to("cpu", dtype)
+        if pin:
+            stores[dtype] = Evidence(
+                stores[dtype].layers,
+                {k: v.pin_memory() for k, v in stores[dtype].acts.items()},
+                {k: v.pin_memory() for k, v in stores[dtype].grads.items()},
+                stores[dtype].image_index,
+                stores[dtype].input_size,
+            )
+    generator = torch.Generator().manual_seed(0)
+    combiner = HAGCombiner(chunk_targets=args.chunk, fold_resize=True).to(device)
+    optimiser = torch.optim.Adam(combiner.parameters(), lr=1e-4)
+
+    def read(dtype: torch.dtype) -> Evidence:
+        images = torch.randperm(store_images, generator=generator)[: args.images]
+        rows = torch.cat([torch.arange(starts[i], starts[i] + counts[i]) for i in images])
+        source = stores[dtype]
+        acts = {k: v[images] for k, v in source.acts.items()}
+        grads = {k: v[rows] for k, v in source.grads.items()}
+        if pin:
+            acts = {k: v.pin_memory() for k, v in acts.items()}
+            grads = {k: v.pin_memory() for k, v in grads.items()}
+        index = torch.repeat_interleave(torch.arange(args.images), counts[images])
+        # copy in the stored dtype (half the bytes), upcast where the work runs
+        return Evidence(
+            source.layers,
+            {k: v.to(device, non_blocking=pin).float() for k, v in acts.items()},
+            {k: v.to(device, non_blocking=pin).float() for k, v in grads.items()},
+            index.to(device, non_blocking=pin),
+            source.input_size,
+        )
+
+    def step(dtype: torch.dtype) -> Callable[[], None]:
+        def run() -> None:
+            evidence = read(dtype)
+            optimiser.zero_grad(set_to_none=True)
+            hag_loss(combiner(evidence, tuple(human.shape[-2:]), validate=False), human).backward()
+            optimiser.step()
+
+        return run
+
+    steps: dict[str, Callable[[], object]] = {}
+    for dtype in stores:
+        steps[f"read {str(dtype)[6:]} + upcast"] = lambda d=dtype: read(d)
+    for dtype in stores:
+        steps[f"read {str(dtype)[6:]} + upcast + step"] = step(dtype)
+    times = race(steps, args.repeats, device)
+    sizes = {
+        d: sum(t.numel() * t.element_size() for t in (*s.acts.values(), *s.grads.values()))
+        for d, s in stores.items()
+    }
+    print(
+        f"evidence stored as float32 / float16 / bfloat16 ({store_images} images: "
+        + " / ".join(f"{sizes[d] / 2**20:.0f}" for d in stores)
+        + f" MiB), batches of {args.images} images read and upcast per batch ({device.type}):"
+    )
+    first = times["read float32 + upcast"]
+    for name, t in times.items():
+        print(line(name, t, first if "step" not in name else times["read float32 + upcast + step"]))
+
+
+def bench_compile(args: argparse.Namespace, device: torch.device) -> None:
+    evidence, _ = synthetic_evidence(args.images)
+    evidence = evidence.to(device)
+    human = human_maps(args.images, tuple(args.map_size)).to(device)
+    eager = training_step(
+        HAGCombiner(chunk_targets=args.chunk, fold_resize=True).to(device), evidence, human
+    )
+    compiled = training_step(
+        HAGCombiner(chunk_targets=args.chunk, fold_resize=True, compile_kernels=True).to(device),
+        evidence,
+        human,
+    )
+    start = time.perf_counter()
+    compiled()
+    print(f"torch.compile of the chunk kernels: first step {time.perf_counter() - start:.1f} s")
+    times = race({"new fold, eager": eager, "new fold, compiled": compiled}, args.repeats, device)
+    for name, t in times.items():
+        print(line(name, t, times["new fold, eager"]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=40, help="images per batch")
+    parser.add_argument("--map-size", type=int, nargs=2, default=(600, 800), help="H W")
+    parser.add_argument("--chunk", type=int, default=8, help="chunk_targets of the new combiner")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--skip-cpu", action="store_true", help="only the GPU section")
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=("phi", "steps", "storage", "compile"),
+        default=("phi", "steps", "storage"),
+        help="which sections to run (compile only when named)",
+    )
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    devices = [] if args.skip_cpu else [torch.device("cpu")]
+    if torch.cuda.is_available():
+        devices.append(torch.device("cuda"))
+        print(f"GPU: {torch.cuda.get_device_name()}")
+    for device in devices:
+        print(f"\n=== {device.type} ===")
+        if "phi" in args.sections:
+            bench_phi(synthetic_evidence(args.images)[0], args.repeats, device)
+        if "steps" in args.sections:
+            bench_steps(args, device)
+        if "storage" in args.sections:
+            bench_storage(args, device)
+        if "compile" in args.sections:
+            bench_compile(args, device)
+
+
+if __name__ == "__main__":
+    main()
