@@ -14,6 +14,7 @@ from hagxai.errors import UserError
 COMMANDS = [
     "demo",
     "train",
+    "sweep",
     "evaluate",
     "explain",
     "data",

@@ -28,7 +28,19 @@ the layer's own grid, targets in chunks of ``chunk_targets`` with a hand-written
 ``fold_resize`` the nearest resize folded into the smoothing matrices.
 
 Extensions (off by default, so the reference mode stays exact): learnable per-layer weights,
-per-channel slopes and a learnable soft kernel radius; the losses are in :mod:`hagxai.losses`.
+per-channel slopes, a learnable soft kernel radius and a stable parameterisation; the losses are
+in :mod:`hagxai.losses`.
+
+Why a stable parameterisation: the final min-max makes the map's amplitude matter only through
+its ``+1e-5``, so ``amp_g``, ``amp_m``, ``w_obj`` and the slopes' common scale are nearly
+scale-free; the MSE half of the loss shrinks the map by walking them, Adam moves them at about
+``lr`` per step whatever their gradient, and when one crosses zero the map inverts. With
+``parameterisation="stable"`` both normalisations are scale-free (``N_o = M_o / (w_obj·ΣM_o)``
+and ``(S − min S) / (max S − min S)``, an all-zero map or an exactly constant one giving zeros),
+so those scales are exactly redundant: ``amp_g``, ``amp_m`` and ``w_obj`` are fixed at 1 (buffers,
+not learned), and the slopes ``a⁺``, ``g⁺`` and the layer weights are learned as logarithms
+(``exp`` of the stored ``*_log`` number), so they stay positive and no step can invert the map.
+``a⁻`` and ``g⁻`` stay free: their sign relative to the positive slope is what they mean.
 
 Pure tensor code: it knows nothing of files (see :mod:`hagxai.export`).
 """
@@ -103,7 +115,17 @@ PARAMETER_MEANING = {
     "layer_weight": "extension: weight of each layer's channel sum, in `layers` order (init 1)",
     "grad_radius": "extension: soft radius of the gradient kernel's square window (init r+0.5)",
     "map_radius": "extension: soft radius of the final kernel's square window (init r+0.5)",
+    "act_pos_log": "stable parameterisation: log of a+ (a+ = exp(act_pos_log) > 0, init 0)",
+    "grad_pos_log": "stable parameterisation: log of g+ (g+ = exp(grad_pos_log) > 0, init 0)",
+    "layer_weight_log": "stable parameterisation: log of each layer's weight (init 0)",
 }
+
+#: Parameterisations: ``reference`` is the authors' (exact); ``stable`` is scale-free (see above).
+PARAMETERISATIONS = ("reference", "stable")
+#: Values a stable combiner learns as logarithms, stored as ``<name>_log``.
+_LOG_VALUES = ("act_pos", "grad_pos", "layer_weight")
+#: Scales a stable combiner does not learn: with scale-free normalisations they change nothing.
+_FIXED_SCALES = ("grad_amp", "map_amp", "obj_w")
 
 # Steepness of the soft window 1/(1+exp(-k·(ρ-|u|))) of the learnable-radius extension: at the
 # initial ρ = r + 0.5 the outermost taps keep 98% of their weight, inner ones all of it.
@@ -176,6 +198,9 @@ class HAGCombiner(nn.Module):
         channels: extension: per-channel slopes; maps each layer to its channel count (needs
             ``layers``). ``None`` keeps the reference's four scalar slopes.
         learn_radius: extension: learn a soft square window ``ρ`` per kernel inside ``radius``.
+        parameterisation: ``"reference"`` (exact) or ``"stable"`` (extension: scale-free
+            normalisations, fixed amplitudes, positive ``a⁺``, ``g⁺`` and layer weights learned
+            as logarithms; see the module docstring). Read values with :meth:`value`.
         chunk_targets: targets whose per-channel work is held in memory at once, forward and
             backward (peak memory ~ ``chunk_targets·ΣC·H·W`` floats, a few per element); ``None``
             takes the whole batch at once. Speed only: the maps do not depend on it.
@@ -208,12 +233,18 @@ class HAGCombiner(nn.Module):
         layer_weights: bool = False,
         channels: Mapping[str, int] | None = None,
         learn_radius: bool = False,
+        parameterisation: str = "reference",
         chunk_targets: int | None = 8,
         smooth_dtype: torch.dtype | None = None,
         compile_kernels: bool = False,
         fold_resize: bool = False,
     ) -> None:
         super().__init__()
+        if parameterisation not in PARAMETERISATIONS:
+            raise ValueError(
+                f"parameterisation must be one of {PARAMETERISATIONS}, got {parameterisation!r}"
+            )
+        self.parameterisation = parameterisation
         if isinstance(layers, str):
             raise TypeError("layers must be a sequence of layer names, not one string")
         self.layers = list(layers) if layers is not None else None
@@ -250,23 +281,52 @@ class HAGCombiner(nn.Module):
             self.channels = {name: int(channels[name]) for name in self.layers}
             slope_shape = (sum(self.channels.values()),)
 
-        def scalar(value: float, shape: tuple[int, ...] = ()) -> nn.Parameter:
-            return nn.Parameter(torch.full(shape, float(value)))
+        stable = parameterisation == "stable"
 
-        self.act_pos = scalar(1.0, slope_shape)
-        self.act_neg = scalar(1.0, slope_shape)
-        self.grad_pos = scalar(1.0, slope_shape)
-        self.grad_neg = scalar(0.0, slope_shape)
-        self.grad_amp = scalar(1.0)
-        self.grad_s = scalar(3.0)
-        self.map_amp = scalar(1.0)
-        self.map_s = scalar(3.0)
-        self.obj_w = scalar(1.0)
+        def scalar(name: str, value: float, shape: tuple[int, ...] = ()) -> None:
+            data = torch.full(shape, float(value))
+            if stable and name in _LOG_VALUES:
+                setattr(self, f"{name}_log", nn.Parameter(torch.log(data)))
+            elif stable and name in _FIXED_SCALES:
+                self.register_buffer(name, data)
+            else:
+                setattr(self, name, nn.Parameter(data))
+
+        scalar("act_pos", 1.0, slope_shape)
+        scalar("act_neg", 1.0, slope_shape)
+        scalar("grad_pos", 1.0, slope_shape)
+        scalar("grad_neg", 0.0, slope_shape)
+        scalar("grad_amp", 1.0)
+        scalar("grad_s", 3.0)
+        scalar("map_amp", 1.0)
+        scalar("map_s", 3.0)
+        scalar("obj_w", 1.0)
         if self.use_layer_weights:
-            self.layer_weight = scalar(1.0, (len(self.layers),))
+            scalar("layer_weight", 1.0, (len(self.layers),))
         if self.learn_radius:
-            self.grad_radius = scalar(self.radius + 0.5)
-            self.map_radius = scalar(self.radius + 0.5)
+            scalar("grad_radius", self.radius + 0.5)
+            scalar("map_radius", self.radius + 0.5)
+
+    def value(self, name: str) -> Tensor:
+        """The value a parameter takes in the maths (``exp`` of the stored logarithm for the
+        stable parameterisation's positive values), e.g. ``value("act_pos")``."""
+        if self.parameterisation == "stable" and name in _LOG_VALUES:
+            return torch.exp(getattr(self, f"{name}_log"))
+        return getattr(self, name)
+
+    @torch.no_grad()
+    def set_value(self, name: str, value: float) -> None:
+        """Set every element of ``name`` to ``value`` in the maths' terms (see :meth:`value`).
+
+        Raises:
+            ValueError: a non-positive value for a stable combiner's positive parameter.
+        """
+        if self.parameterisation == "stable" and name in _LOG_VALUES:
+            if not value > 0:
+                raise ValueError(f"{name} = {value!r}: a stable combiner keeps it positive")
+            getattr(self, f"{name}_log").fill_(math.log(value))
+        else:
+            getattr(self, name).fill_(float(value))
 
     def options(self) -> dict:
         """The constructor's arguments, JSON-serialisable: ``HAGCombiner(**c.options())``
@@ -277,6 +337,7 @@ class HAGCombiner(nn.Module):
             "layer_weights": self.use_layer_weights,
             "channels": self.channels,
             "learn_radius": self.learn_radius,
+            "parameterisation": self.parameterisation,
         }
 
     @classmethod
@@ -302,26 +363,28 @@ class HAGCombiner(nn.Module):
                 f"expected exactly {list(REFERENCE_KEYS)}"
             )
         combiner = cls(layers, **options)
-        with torch.no_grad():
-            for key, name in REFERENCE_TO_PARAMETER.items():
-                value = values[key]
-                if isinstance(value, bool) or not isinstance(value, int | float):
-                    raise ValueError(f"reference value {key} = {value!r} is not a number")
-                if not math.isfinite(value):
-                    raise ValueError(f"reference value {key} = {value!r} is not finite")
-                getattr(combiner, name).fill_(float(value))
+        for key, name in REFERENCE_TO_PARAMETER.items():
+            value = values[key]
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"reference value {key} = {value!r} is not a number")
+            if not math.isfinite(value):
+                raise ValueError(f"reference value {key} = {value!r} is not finite")
+            combiner.set_value(name, float(value))
         return combiner
 
     def reference_values(self) -> dict[str, float]:
         """The nine reference values (the inverse of :meth:`from_reference`).
 
         Raises:
-            ValueError: with per-channel slopes, which the reference cannot express.
+            ValueError: with per-channel slopes or the stable parameterisation, which the
+                reference cannot express.
         """
         if self.channels is not None:
             raise ValueError("per-channel slopes have no reference equivalent")
+        if self.parameterisation != "reference":
+            raise ValueError("the stable parameterisation has no reference equivalent")
         return {
-            key: float(getattr(self, name).detach()) for key, name in REFERENCE_TO_PARAMETER.items()
+            key: float(self.value(name).detach()) for key, name in REFERENCE_TO_PARAMETER.items()
         }
 
     def _check(self, evidence: Evidence, validate: bool) -> list[str]:
@@ -351,7 +414,26 @@ class HAGCombiner(nn.Module):
         return torch.float64 if self.obj_w.dtype == torch.float64 else torch.float32
 
     def _param(self, name: str, dtype: torch.dtype) -> Tensor:
-        return getattr(self, name).to(dtype)
+        return self.value(name).to(dtype)
+
+    def _normalise_targets(self, maps: Tensor, obj_w: Tensor) -> Tensor:
+        """``N_o`` from ``T×h×w`` maps ``M_o``: ``/(w_obj·ΣM + 1e-5)`` in reference mode,
+        ``/(w_obj·ΣM)`` (zeros where ``ΣM = 0``) in the stable parameterisation."""
+        total = maps.sum((1, 2), keepdim=True)
+        if self.parameterisation == "reference":
+            return maps / (obj_w * total + 1e-5)
+        positive = total > 0
+        return torch.where(positive, maps / (obj_w * torch.where(positive, total, 1.0)), 0.0)
+
+    def _min_max(self, smoothed: Tensor) -> Tensor:
+        """Per image ``(S − min S) / (max S − min S + 1e-5)``; the stable parameterisation drops
+        the ``1e-5`` (an exactly constant map gives zeros)."""
+        low = smoothed.amin((1, 2), keepdim=True)
+        span = smoothed.amax((1, 2), keepdim=True) - low
+        if self.parameterisation == "reference":
+            return (smoothed - low) / (span + 1e-5)
+        varies = span > 0
+        return torch.where(varies, (smoothed - low) / torch.where(varies, span, 1.0), 0.0)
 
     def target_maps(
         self, evidence: Evidence, *, normalised: bool = True, validate: bool = True
@@ -421,8 +503,7 @@ class HAGCombiner(nn.Module):
         maps = torch.relu(total)
         if not normalised:
             return maps
-        obj_w = self._param("obj_w", dtype)
-        return maps / (obj_w * maps.sum((1, 2), keepdim=True) + 1e-5)
+        return self._normalise_targets(maps, self._param("obj_w", dtype))
 
     def _kernels(self) -> Kernels:
         if not self.compile_kernels:
@@ -471,9 +552,7 @@ class HAGCombiner(nn.Module):
                 self.radius,
                 window,
             )
-            low = smoothed.amin((1, 2), keepdim=True)
-            high = smoothed.amax((1, 2), keepdim=True)
-            scaled = (smoothed - low) / (high - low + 1e-5)
+            scaled = self._min_max(smoothed)
             size = (int(out_size[0]), int(out_size[1]))
             resized = F.interpolate(
                 scaled[:, None], size=size, mode="bilinear", align_corners=False

@@ -201,6 +201,67 @@ class CacheConfig(_Section):
     dtype: Literal["float32", "float16", "bfloat16"] = "float32"
 
 
+class CombinerConfig(_Section):
+    """Which combiner the trainer builds and how it is optimised (the reference mode by default).
+
+    The reference mode (every default here) is the authors' maths exactly. The extensions:
+    ``layer_weights`` learns one weight per hooked layer; ``channel_slopes`` learns the four
+    slopes per channel; ``learn_radius`` learns a soft kernel radius; ``parameterisation:
+    stable`` makes the normalisations scale-free, fixes the redundant amplitudes and keeps
+    ``a⁺``, ``g⁺`` and the layer weights positive (no step can invert the map; see
+    :mod:`hagxai.combiner`). ``loss`` is the training loss: ``hag`` (``1 − PCC + MSE``, the
+    reference's), ``kl`` or ``nss`` (:mod:`hagxai.losses`); validation still reports them all.
+
+    ``init: search`` starts each fold from the best pair of kernel widths ``(s_g, s_m)`` from
+    ``init_widths`` (variance-like ``s``; ``0.05`` is almost none, while exactly ``0`` would
+    never move, as ``d|s|/ds = 0`` there) by the loss on that fold's training
+    images only (every ``k``-th of them, at most ``init_images``); ``reference`` starts at the
+    reference's ``s = 3``. ``warmup_steps`` raises the
+    learning rate linearly over a fold's first optimiser steps; ``grad_clip`` clips the gradient's
+    norm. A fold whose validation CC falls more than ``cc_drop_report`` below its start at any
+    epoch is reported in the summary.
+    """
+
+    layer_weights: bool = False
+    channel_slopes: bool = False
+    learn_radius: bool = False
+    parameterisation: Literal["reference", "stable"] = "reference"
+    loss: Literal["hag", "kl", "nss"] = "hag"
+    init: Literal["reference", "search"] = "reference"
+    init_widths: list[float] = Field([0.05, 0.5, 1.5, 3.0], min_length=1)
+    init_images: int = Field(32, ge=1)
+    warmup_steps: int = Field(0, ge=0)
+    grad_clip: float | None = Field(None, gt=0)
+    cc_drop_report: float = Field(0.05, gt=0)
+
+    @field_validator("init_widths")
+    @classmethod
+    def _widths(cls, value: list[float]) -> list[float]:
+        if any(w < 0 for w in value):
+            raise ValueError("kernel widths must be >= 0")
+        return value
+
+
+class SweepConfig(_Section):
+    """``hagxai sweep``: runs over layer sets and combiner settings, with the same folds.
+
+    ``layers`` lists layer sets (each a list of names or aliases as in ``model.layers``; ``null``
+    is the model's default set); ``combiner`` lists partial ``combiner`` sections, each merged over
+    the run's ``combiner`` section (``{}`` is that section as it is). Every layer set is trained
+    with every combiner setting.
+    """
+
+    layers: list[list[str] | None] = Field(default_factory=lambda: [None], min_length=1)
+    combiner: list[dict[str, Any]] = Field(default_factory=lambda: [{}], min_length=1)
+
+    @field_validator("combiner")
+    @classmethod
+    def _settings(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for setting in value:
+            CombinerConfig.model_validate(setting)
+        return value
+
+
 class WandbConfig(_Section):
     """Weights & Biases logging: ``offline`` by default, ``online`` with an account."""
 
@@ -220,6 +281,8 @@ class RunConfig(_Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    combiner: CombinerConfig = CombinerConfig()
+    sweep: SweepConfig = SweepConfig()
     cache: CacheConfig = CacheConfig()
     wandb: WandbConfig = WandbConfig()
 

@@ -158,7 +158,11 @@ def save_combiner(
             }
             for name, tensor in tensors.items()
         },
-        "reference_values": None if combiner.channels is not None else combiner.reference_values(),
+        "reference_values": (
+            combiner.reference_values()
+            if combiner.channels is None and combiner.parameterisation == "reference"
+            else None
+        ),
         "versions": _versions(),
         "tensors": {"file": TENSORS_FILE, "sha256": None},
     }

@@ -45,8 +45,8 @@ def learned_functions(combiners: list[HAGCombiner], path: Path) -> Path:
     for fold, combiner in enumerate(combiners):
         c = combiner.to("cpu").float()
         label = f"fold {fold}"
-        axes[0].plot(x, phi(x, c.act_pos.mean(), c.act_neg.mean()), label=label)
-        axes[1].plot(x, phi(x, c.grad_pos.mean(), c.grad_neg.mean()), label=label)
+        axes[0].plot(x, phi(x, c.value("act_pos").mean(), c.act_neg.mean()), label=label)
+        axes[1].plot(x, phi(x, c.value("grad_pos").mean(), c.grad_neg.mean()), label=label)
         u = torch.arange(-c.radius, c.radius + 1)
         axes[2].plot(u, c.grad_amp * gaussian_factor(c.grad_s, c.radius), label=label)
         axes[3].plot(u, c.map_amp * gaussian_factor(c.map_s, c.radius), label=label)

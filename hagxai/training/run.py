@@ -224,6 +224,12 @@ def train(
     write_atomic(run_dir / "summary.json", (json.dumps(summary, indent=1) + "\n").encode())
     write_atomic(run_dir / "summary.md", summary_markdown(summary).encode())
     console.print(summary_table(summary))
+    if summary["unstable_folds"]:
+        console.print(
+            f"[yellow]folds {summary['unstable_folds']}: validation CC fell more than "
+            f"{cfg.combiner.cc_drop_report} below its start at some epoch "
+            f"(worst {summary['worst_cc_drop']:.3f}); see summary.md[/yellow]"
+        )
     history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     plot_dir = run_dir / "plots"
     plot_dir.mkdir(exist_ok=True)
@@ -320,6 +326,8 @@ def summarise(
         if r.best.get(metric) == r.best.get(metric)
     ]
     best_fold = -max(scored)[1] if scored else 0
+    drops = [r.worst_cc_drop for r in results]
+    limit = cfg.combiner.cc_drop_report
     return {
         "name": cfg.name,
         "select_metric": metric,
@@ -330,6 +338,9 @@ def summarise(
         "folds": [vars(r) for r in results],
         "methods": methods,
         "mean": {k: v["mean"] for k, v in methods["learned"].items()},
+        "combiner": cfg.combiner.model_dump(mode="json"),
+        "worst_cc_drop": max((d for d in drops if d == d), default=float("nan")),
+        "unstable_folds": [r.fold for r in results if r.worst_cc_drop > limit],
     }
 
 
@@ -374,4 +385,29 @@ def summary_markdown(summary: dict[str, Any]) -> str:
         )
     for method, stats in summary["methods"].items():
         lines.append(f"| {method} | " + " | ".join(_cell(stats[k]) for k in NAMES) + " |")
+    lines += ["", *stability_lines(summary)]
     return "\n".join(lines) + "\n"
+
+
+def stability_lines(summary: dict[str, Any]) -> list[str]:
+    """Markdown lines: each fold's worst validation-CC drop below its start and learned values,
+    and a warning naming the folds whose drop passed ``combiner.cc_drop_report``."""
+    lines = ["| fold | worst CC drop | learned values |", "|---|---|---|"]
+    for fold in summary["folds"]:
+        values = fold.get("parameters") or {}
+        shown = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}=[{', '.join(f'{x:.3g}' for x in v)}]"
+            for k, v in values.items()
+        )
+        lines.append(
+            f"| {fold['fold']} | {fold.get('worst_cc_drop', float('nan')):.3f} | {shown} |"
+        )
+    unstable = summary.get("unstable_folds") or []
+    if unstable:
+        limit = summary["combiner"]["cc_drop_report"]
+        lines += [
+            "",
+            f"**Unstable:** folds {unstable} lost more than {limit} validation CC below their "
+            "start at some epoch (the best-epoch export hides it).",
+        ]
+    return lines

@@ -22,6 +22,12 @@ images through the real model. The best epoch by ``select_metric`` (ties keep th
 exported; its faithfulness is measured at the end of the fold if it was not at that epoch.
 Training stops early after ``early_stop`` validations without improvement.
 
+The ``combiner`` config section selects the extensions (:class:`~hagxai.config.CombinerConfig`):
+layer weights, per-channel slopes, a learnable radius, the stable parameterisation, the KL or NSS
+loss, an initial kernel width searched on the fold's training images, learning-rate warm-up over
+the first optimiser steps (``lr · min(1, step / warmup_steps)``, steps counted from 1) and gradient
+clipping. Every fold records its worst validation-CC drop below epoch 0 and its learned values.
+
 Every epoch ends with an atomic checkpoint (:mod:`hagxai.training.checkpoint`); a resumed run
 replays nothing and ends with exactly the parameters of an uninterrupted one, because nothing
 random depends on the process: batch order comes from a generator seeded by (seed, fold, epoch)
@@ -62,7 +68,7 @@ from hagxai.distributed import (
 from hagxai.errors import ConfigError
 from hagxai.evaluation import faithfulness
 from hagxai.explainers import Explainer
-from hagxai.losses import hag_loss
+from hagxai.losses import hag_loss, kl_loss, nss_loss
 from hagxai.metrics import MetricWarning
 from hagxai.models import ModelAdapter, Targets
 from hagxai.training.checkpoint import (
@@ -131,6 +137,35 @@ class FoldResult:
     best: dict[str, float]
     initial: dict[str, float]
     baselines: dict[str, dict[str, float]]
+    worst_cc_drop: float = float("nan")
+    parameters: dict[str, float | list[float]] | None = None
+
+
+def cc_drop(history: Sequence[dict[str, Any]], fold: int) -> float:
+    """The largest fall of a fold's validation CC below its epoch-0 value (0 if it never fell)."""
+    rows = [r for r in history if r["fold"] == fold]
+    start = next((r["cc"] for r in rows if r["epoch"] == 0), float("nan"))
+    later = [r["cc"] for r in rows if r["epoch"] > 0 and r["cc"] == r["cc"]]
+    if start != start or not later:
+        return float("nan")
+    return max(0.0, start - min(later))
+
+
+def learned_values(combiner: HAGCombiner) -> dict[str, float | list[float]]:
+    """Every learned value in the maths' terms: scalars as numbers, per-layer weights as a list,
+    per-channel slopes as their mean over channels (``<name>_mean``)."""
+    values: dict[str, float | list[float]] = {}
+    names = [n.removesuffix("_log") for n, _ in combiner.named_parameters()]
+    names += [n for n, _ in combiner.named_buffers()]
+    for name in names:
+        value = combiner.value(name).detach().float().cpu()
+        if name == "layer_weight":
+            values[name] = value.tolist()
+        elif value.dim() == 0:
+            values[name] = float(value)
+        else:
+            values[f"{name}_mean"] = float(value.mean())
+    return values
 
 
 class Trainer:
@@ -192,25 +227,92 @@ class Trainer:
         with torch.autocast(self.device.type, enabled=amp):
             return render(explain, evidence, sizes, frames)
 
+    def _build_combiner(self) -> HAGCombiner:
+        """A fresh combiner with the ``combiner`` section's extensions, on the device."""
+        options = self.cfg.combiner
+        channels = None
+        if options.channel_slopes:
+            evidence = self.cache.evidence([self.folds[0][0]])
+            channels = {name: int(evidence.acts[name].shape[1]) for name in self.cache.layers}
+        cfg = self.train
+        return HAGCombiner(
+            layers=self.cache.layers,
+            layer_weights=options.layer_weights,
+            channels=channels,
+            learn_radius=options.learn_radius,
+            parameterisation=options.parameterisation,
+            chunk_targets=cfg.chunk_targets,
+            fold_resize=cfg.fold_resize,
+            smooth_dtype=SMOOTH_DTYPES[cfg.smooth_dtype],
+            compile_kernels=cfg.compile,
+        ).to(self.device)
+
+    def _loss(self, maps: list[torch.Tensor], batch: list[int]) -> torch.Tensor:
+        """The ``combiner.loss`` training loss of a batch's maps (a mean over its images)."""
+        slots = [self.slot[p] for p in batch]
+        kind = self.cfg.combiner.loss
+        if kind == "nss":
+            fixations = [self.human.fixations[s].to(maps[0].device) for s in slots]
+            per_image = [nss_loss(m[None].float(), [f]) for m, f in zip(maps, fixations)]
+            return torch.stack(per_image).mean()
+        loss_fn = kl_loss if kind == "kl" else hag_loss
+        return batch_loss(loss_fn, maps, [self.human.maps[s] for s in slots])
+
+    @torch.no_grad()
+    def _search_init(self, combiner: HAGCombiner, positions: list[int]) -> None:
+        """Set both kernel widths to the pair from ``init_widths`` with the lowest training loss
+        on ``positions`` (the fold's training images only, evenly thinned to at most
+        ``init_images``; ties keep the earlier pair)."""
+        widths = self.cfg.combiner.init_widths
+        stride = math.ceil(len(positions) / self.cfg.combiner.init_images)
+        positions = positions[::stride]
+        explain = lambda e, s: combiner(e, s, validate=False)  # noqa: E731
+        size = self.train.batch_size
+        best: tuple[float, float, float] | None = None
+        for grad_s in widths:
+            for map_s in widths:
+                combiner.grad_s.fill_(grad_s)
+                combiner.map_s.fill_(map_s)
+                total = 0.0
+                for start in range(0, len(positions), size):
+                    batch = positions[start : start + size]
+                    total += float(self._loss(self._maps(explain, batch), batch)) * len(batch)
+                if best is None or total < best[0]:
+                    best = (total, grad_s, map_s)
+        assert best is not None
+        combiner.grad_s.fill_(best[1])
+        combiner.map_s.fill_(best[2])
+
     def _train_epoch(
-        self, combiner: HAGCombiner, optimizer, positions: list[int], seed: int
+        self,
+        combiner: HAGCombiner,
+        optimizer,
+        positions: list[int],
+        seed: int,
+        epoch: int = 1,
+        lr: float | None = None,
     ) -> float:
         combiner.train()
         generator = torch.Generator().manual_seed(seed)
         order = torch.randperm(len(positions), generator=generator).tolist()
         size = self.train.batch_size
+        options = self.cfg.combiner
+        steps_per_epoch = math.ceil(len(order) / size)
         # summed on the device and read once per epoch: no `.item()` (a synchronisation with
         # the GPU) per batch
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         count = 0
-        for start in range(0, len(order), size):
+        for number, start in enumerate(range(0, len(order), size)):
             batch = [positions[i] for i in order[start : start + size]]
+            if options.warmup_steps and lr is not None:
+                step = (epoch - 1) * steps_per_epoch + number + 1
+                for group in optimizer.param_groups:
+                    group["lr"] = lr * min(1.0, step / options.warmup_steps)
             # this rank's images (all of them in one process), weighted as a share of the batch
             local = shard(batch)
             if local:
                 maps = self._maps(lambda e, s: combiner(e, s, validate=False), local)
-                human = [self.human.maps[self.slot[p]] for p in local]
-                loss = batch_loss(hag_loss, maps, human)
+                loss = self._loss(maps, local)
                 if len(local) != len(batch):
                     loss = loss * (len(local) / len(batch))
             else:
@@ -219,6 +321,8 @@ class Trainer:
             loss.backward()
             if world_size() > 1:
                 _sum_gradients(combiner)
+            if options.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(combiner.parameters(), options.grad_clip)
             optimizer.step()
             total += loss.detach() * len(batch)
             count += len(batch)
@@ -357,13 +461,7 @@ class Trainer:
         held = set(held_out)
         training = [p for fold_positions in self.folds for p in fold_positions if p not in held]
         training.sort()
-        combiner = HAGCombiner(
-            layers=self.cache.layers,
-            chunk_targets=cfg.chunk_targets,
-            fold_resize=cfg.fold_resize,
-            smooth_dtype=SMOOTH_DTYPES[cfg.smooth_dtype],
-            compile_kernels=cfg.compile,
-        ).to(self.device)
+        combiner = self._build_combiner()
         optimizer = torch.optim.Adam(combiner.parameters(), lr=cfg.lr, weight_decay=0.0)
         best_state = {k: v.detach().clone() for k, v in combiner.state_dict().items()}
         if state.fold == fold and state.in_progress:
@@ -372,6 +470,9 @@ class Trainer:
             restore_optimizer(optimizer, tensors.optimizer, state.optimizer)
         else:
             state.start_fold(fold)
+            if self.cfg.combiner.init == "search":
+                self._search_init(combiner, training)
+                best_state = {k: v.detach().clone() for k, v in combiner.state_dict().items()}
         subset = self._faith_subset(held_out)
         explain = lambda e, s: combiner(e, s, validate=False)  # noqa: E731 - bound to the loop
         metric = cfg.select_metric
@@ -388,7 +489,8 @@ class Trainer:
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 seed = (self.cfg.seed * 1_000_003 + fold) * 10_007 + epoch
-                row.update(lr=lr, train_loss=self._train_epoch(combiner, optimizer, training, seed))
+                loss = self._train_epoch(combiner, optimizer, training, seed, epoch, lr)
+                row.update(lr=lr, train_loss=loss)
             combiner.eval()
             row.update(self._validate(explain, held_out))
             if epoch == 0 or (every and epoch % every == 0):
@@ -429,6 +531,8 @@ class Trainer:
             best={k: best[k] for k in NAMES if k in best},
             initial=state.initial,
             baselines=baselines,
+            worst_cc_drop=cc_drop(state.history, fold),
+            parameters=learned_values(combiner),
         )
         self.on_fold_end(fold, combiner, result)
         state.results.append(vars(result))

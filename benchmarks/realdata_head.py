@@ -1,0 +1,546 @@
+"""The learned head against every hand-made map, on held-out folds (issue #15's table).
+
+Usage (from the project root)::
+
+    python benchmarks/realdata_head.py ../shared/realdata            # the real development set
+    python benchmarks/realdata_head.py configs/demo_detector.yaml     # a demo set
+    python benchmarks/realdata_head.py ../shared/realdata --settings reference,recommended \\
+        --seeds 5 --epochs 6
+
+``SOURCE`` is the real development set's folder (it holds ``nus_yolov5n.yaml``; see its README)
+or any run config. A missing source is skipped with a message and exit code 0, so the script can
+run where the real set is absent.
+
+For every training setting (``--settings``; :data:`SETTINGS`) and seed (``--seeds`` for the
+first setting, ``--other-seeds`` for the rest), the trainer runs its folds
+(``hagxai.training.train``, fold split seeded by the seed). Then on seed 0's folds every method
+is scored per held-out image (CC, NSS, AUC-Judd) in the human maps' frame:
+
+* each setting's learned head (each fold's exported combiner on that fold's held-out images);
+* FullGrad-CAM++ and Grad-CAM at the default layers and at the Detect-head inputs (detectors),
+  each as it is and smoothed with the Gaussian σ (pixels of the human map) that gave the best
+  mean CC on that fold's *training* images (a fair hand-made rival);
+* the centre bias.
+
+Rows give the mean over all held-out images with a 95% confidence interval (t); the paired
+difference learned − best rival (per image, the rival with the highest mean CC) has its own CI.
+Deletion and insertion AUC are measured for the first setting's head and FullGrad-CAM++ (plain and
+smoothed) on the first ``--faith-images`` held-out images of every fold. The worst drop of a
+fold's validation CC below its start is over all folds and seeds of a setting.
+
+Writes ``table.md`` and ``results.json`` into ``--out`` and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from scipy import stats
+
+#: Training settings: name -> ``key=value`` overrides on top of the source's config.
+SETTINGS: dict[str, list[str]] = {
+    "reference": [],
+    "reference+init": ["combiner.init=search"],
+    "raw-extensions": ["combiner.channel_slopes=true", "combiner.layer_weights=true"],
+    "stable": ["combiner.parameterisation=stable", "combiner.init=search"],
+    "stable+extensions": [
+        "combiner.parameterisation=stable",
+        "combiner.init=search",
+        "combiner.channel_slopes=true",
+        "combiner.layer_weights=true",
+    ],
+    "recommended": [
+        "combiner.parameterisation=stable",
+        "combiner.init=search",
+        "combiner.channel_slopes=true",
+        "combiner.layer_weights=true",
+        "combiner.warmup_steps=5",
+        "combiner.grad_clip=1.0",
+        "train.lr=0.02",
+        "train.lr_final=0.005",
+    ],
+    "recommended-b20": [
+        "combiner.parameterisation=stable",
+        "combiner.init=search",
+        "combiner.channel_slopes=true",
+        "combiner.layer_weights=true",
+        "combiner.warmup_steps=5",
+        "combiner.grad_clip=1.0",
+        "train.lr=0.02",
+        "train.lr_final=0.005",
+        "train.batch_size=20",
+    ],
+    "recommended-lr05": [
+        "combiner.parameterisation=stable",
+        "combiner.init=search",
+        "combiner.channel_slopes=true",
+        "combiner.layer_weights=true",
+        "combiner.warmup_steps=5",
+        "combiner.grad_clip=1.0",
+    ],
+    "recommended-all": [
+        "combiner.parameterisation=stable",
+        "combiner.init=search",
+        "combiner.channel_slopes=true",
+        "combiner.layer_weights=true",
+        "combiner.warmup_steps=5",
+        "combiner.grad_clip=1.0",
+        "train.lr=0.02",
+        "train.lr_final=0.005",
+        "model.layers=[backbone, head]",
+    ],
+    "recommended-head": [
+        "combiner.parameterisation=stable",
+        "combiner.init=search",
+        "combiner.channel_slopes=true",
+        "combiner.layer_weights=true",
+        "combiner.warmup_steps=5",
+        "combiner.grad_clip=1.0",
+        "train.lr=0.02",
+        "train.lr_final=0.005",
+        "model.layers=[head]",
+    ],
+}
+
+#: Gaussian σ (pixels of the human map) the smoothed rivals choose from; 0 is no smoothing.
+SIGMAS = (0.0, 2.0, 4.0, 8.0, 16.0)
+METRICS = ("cc", "nss", "auc_judd")
+
+
+def _config(source: Path, out: Path, epochs: int | None, extra: Sequence[str]):
+    from hagxai.config import load_config
+
+    overrides = [
+        f"output_dir={out / 'runs'}",
+        "wandb.mode=disabled",
+        "train.faithfulness_images=0",
+        "train.baselines=[]",
+        *extra,
+    ]
+    if epochs is not None:
+        overrides.append(f"train.epochs={epochs}")
+    if source.is_dir():
+        root = source.resolve()
+        overrides += [
+            f"data.root={root / 'nus-scene-person-car'}",
+            f"model.name=yolov5:{root / 'weights' / 'yolov5n.pt'}",
+        ]
+        return load_config(root / "nus_yolov5n.yaml", overrides)
+    return load_config(source, overrides)
+
+
+class Scene:
+    """The evidence, human data and scoring of one layer set on one dataset."""
+
+    def __init__(self, cfg, adapter, dataset, layers: list[str] | None) -> None:
+        from hagxai.cache import open_evidence
+        from hagxai.config import cache_dir
+        from hagxai.training.data import load_human_data
+        from hagxai.training.run import target_rule
+
+        samples = dataset.samples
+        if cfg.train.splits is not None:
+            samples = [s for s in samples if s.split in cfg.train.splits]
+        self.samples = samples
+        self.adapter = adapter
+        self.cache = open_evidence(
+            adapter,
+            samples,
+            layers=adapter.resolve_layers(layers),
+            root=cache_dir(cfg) / "evidence",
+            rule=target_rule(cfg, adapter, dataset.class_subset),
+            progress=False,
+        )
+        self.human = load_human_data(self.cache, samples)
+        self.slot = {p: i for i, p in enumerate(self.human.keep)}
+        self.position = {sample_id: p for p, sample_id in enumerate(self.cache.ids)}
+
+    def positions(self, ids: Sequence[str]) -> list[int]:
+        return [self.position[i] for i in ids]
+
+    @torch.no_grad()
+    def maps(self, explain: Callable, positions: list[int]) -> list[torch.Tensor]:
+        """Per image, the map in its human map's frame (``H_i×W_i``)."""
+        from hagxai.training.data import render
+
+        out: list[torch.Tensor] = []
+        for start in range(0, len(positions), 16):
+            batch = positions[start : start + 16]
+            evidence = self.cache.evidence(batch)
+            slots = [self.slot[p] for p in batch]
+            sizes = [tuple(self.human.maps[s].shape) for s in slots]
+            frames = [self.human.frames[s] for s in slots]
+            out += [m.float() for m in render(explain, evidence, sizes, frames)]
+        return out
+
+    @torch.no_grad()
+    def scores(self, maps: list[torch.Tensor], positions: list[int]) -> dict[str, torch.Tensor]:
+        """Per image CC, NSS and AUC-Judd (``N`` each; NaN for a constant map)."""
+        from hagxai.metrics import MetricWarning
+        from hagxai.metrics.plausibility import auc_judd, cc, nss
+        from hagxai.training.data import grouped
+
+        slots = [self.slot[p] for p in positions]
+        human = [self.human.maps[s] for s in slots]
+        fixations = [self.human.fixations[s] for s in slots]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", MetricWarning)
+            return {
+                "cc": grouped(cc, maps, human, stack=True),
+                "nss": grouped(nss, maps, fixations, stack=False),
+                "auc_judd": grouped(auc_judd, maps, fixations, stack=False),
+            }
+
+
+def blur(maps: list[torch.Tensor], sigma: float) -> list[torch.Tensor]:
+    """Each ``H×W`` map smoothed by a Gaussian of std ``sigma`` pixels (zero padding, radius
+    ``3σ``), min-max normalised again; ``sigma = 0`` returns the maps."""
+    from hagxai.combiner import separable_smooth
+
+    if sigma == 0:
+        return maps
+    radius = max(1, math.ceil(3 * sigma))
+    s = torch.tensor(sigma * sigma)
+    out = []
+    for m in maps:
+        smoothed = separable_smooth(m, torch.tensor(1.0), s, radius)
+        low, high = smoothed.min(), smoothed.max()
+        out.append((smoothed - low) / (high - low) if high > low else torch.zeros_like(m))
+    return out
+
+
+def _nanmean(x: torch.Tensor) -> float:
+    finite = x[torch.isfinite(x)]
+    return float(finite.mean()) if finite.numel() else float("nan")
+
+
+def ci(values: torch.Tensor) -> tuple[float, float]:
+    """Mean and half-width of its 95% t confidence interval (NaNs left out)."""
+    finite = values[torch.isfinite(values)].double()
+    n = finite.numel()
+    if n < 2:
+        return float(finite.mean()) if n else float("nan"), float("nan")
+    half = float(stats.t.ppf(0.975, n - 1)) * float(finite.std()) / math.sqrt(n)
+    return float(finite.mean()), half
+
+
+def hand_made(
+    scene: Scene, folds: list[list[int]], method: str, smoothed: bool, every: list[int]
+) -> tuple[dict[str, torch.Tensor], list[float], dict[int, list[torch.Tensor]]]:
+    """A hand-made method's held-out per-image scores over ``folds``; with ``smoothed`` each
+    fold's σ is the one with the best mean CC on its training images (``every`` but the fold).
+
+    Returns:
+        scores (per metric, ``N`` in fold order), the σ of each fold, and per fold the held-out
+        maps (for faithfulness).
+    """
+    from hagxai import explainers
+
+    explain = explainers.get(method)
+    maps = dict(zip(every, scene.maps(explain, every)))
+    chosen, parts, held_maps = [], [], {}
+    for k, held in enumerate(folds):
+        sigma = 0.0
+        if smoothed:
+            training = [p for p in every if p not in set(held)]
+            train_maps = [maps[p] for p in training]
+            means = [_nanmean(scene.scores(blur(train_maps, s), training)["cc"]) for s in SIGMAS]
+            sigma = SIGMAS[max(range(len(SIGMAS)), key=lambda i: means[i])]
+        chosen.append(sigma)
+        held_maps[k] = blur([maps[p] for p in held], sigma)
+        parts.append(scene.scores(held_maps[k], held))
+    return {m: torch.cat([p[m] for p in parts]) for m in METRICS}, chosen, held_maps
+
+
+def learned(
+    scene: Scene, run_dir: Path, folds: list[list[int]], numbers: list[int]
+) -> dict[str, torch.Tensor]:
+    """Fold ``numbers[i]``'s exported combiner scored on its held-out images ``folds[i]``."""
+    from hagxai.export import load_combiner
+
+    parts = []
+    for k, held in zip(numbers, folds):
+        combiner = load_combiner(run_dir / f"fold_{k}" / "combiner")
+        explain = lambda e, s, c=combiner: c(e, s, validate=False)  # noqa: E731
+        parts.append(scene.scores(scene.maps(explain, held), held))
+    return {m: torch.cat([p[m] for p in parts]) for m in METRICS}
+
+
+@torch.no_grad()
+def faith(
+    scene: Scene, explain: Callable, positions: list[int], steps: int
+) -> dict[str, torch.Tensor]:
+    """Per image deletion and insertion AUC of ``explain``'s maps on the model input (``N``)."""
+    from hagxai.evaluation import faithfulness
+
+    by_id = {s.id: s for s in scene.samples}
+    images = []
+    for p in positions:
+        array = by_id[scene.cache.ids[p]].load_image()
+        images.append(torch.from_numpy(array.copy()).permute(2, 0, 1).float().div(255))
+    prepared = scene.adapter.preprocess(images)
+    evidence = scene.cache.evidence(positions)
+    maps = explain(evidence, scene.cache.input_size).float()
+    result = faithfulness(
+        scene.adapter, prepared.x, scene.cache.targets(positions), maps, steps=steps, seed=0
+    )
+    return {
+        "deletion": result.deletion.auc.float().cpu(),
+        "insertion": result.insertion.auc.float().cpu(),
+    }
+
+
+def partial_summary(run_dir: Path) -> dict[str, Any]:
+    """What an interrupted run's folder says about its finished folds: worst CC drops, learned
+    values and the exported combiners' validation CC (the shape of a summary's fields used here)."""
+    from hagxai.export import load_combiner, read_card
+    from hagxai.training.trainer import cc_drop, learned_values
+
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    done = sorted(int(c.parent.parent.name[5:]) for c in run_dir.glob("fold_*/combiner/*.json"))
+    folds = [
+        {
+            "fold": k,
+            "worst_cc_drop": cc_drop(history, k),
+            "parameters": learned_values(load_combiner(run_dir / f"fold_{k}" / "combiner")),
+            "cc": read_card(run_dir / f"fold_{k}" / "combiner")["metrics"]["cc"],
+        }
+        for k in done
+    ]
+    drops = [f["worst_cc_drop"] for f in folds if f["worst_cc_drop"] == f["worst_cc_drop"]]
+    mean = sum(f["cc"] for f in folds) / len(folds) if folds else float("nan")
+    return {"folds": folds, "worst_cc_drop": max(drops, default=float("nan")), "mean": {"cc": mean}}
+
+
+def _row(name: str, scores: dict[str, torch.Tensor], note: str = "") -> dict[str, Any]:
+    row: dict[str, Any] = {"method": name, "note": note}
+    for metric in METRICS:
+        row[metric] = ci(scores[metric])
+    return row
+
+
+def _fmt(value: tuple[float, float]) -> str:
+    mean, half = value
+    return "–" if mean != mean else f"{mean:.3f} ± {half:.3f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", type=Path, help="the real set's folder, or a run config")
+    parser.add_argument("--settings", default="reference,recommended", help="comma-separated")
+    parser.add_argument(
+        "--seeds", type=int, default=1, help="fold-split seeds of the first setting"
+    )
+    parser.add_argument("--other-seeds", type=int, default=1, help="seeds of the other settings")
+    parser.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    parser.add_argument("--faith-images", type=int, default=4, help="per fold (0: none)")
+    parser.add_argument("--faith-steps", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path("runs/bench-head"))
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument(
+        "--reuse", action="store_true", help="keep finished runs in --out instead of retraining"
+    )
+    parser.add_argument(
+        "--train-only", action="store_true", help="train the runs, skip the table (see --reuse)"
+    )
+    parser.add_argument(
+        "--partial",
+        action="store_true",
+        help="with --reuse: tabulate interrupted runs on the folds every run finished",
+    )
+    parser.add_argument("overrides", nargs="*", help="key=value for every setting")
+    args = parser.parse_intermixed_args(argv)
+    if not args.source.exists():
+        print(
+            f"skipping: {args.source} not found (the real development set is not part of "
+            "the project; see ../shared/realdata/README.md)"
+        )
+        return 0
+    torch.set_num_threads(args.threads)
+    names = [n.strip() for n in args.settings.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        parser.error(f"unknown settings {unknown}; known: {', '.join(SETTINGS)}")
+
+    from rich.console import Console
+
+    from hagxai.training import train
+    from hagxai.training.folds import load_folds
+    from hagxai.training.run import build_model_and_data
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = _config(args.source, args.out, args.epochs, args.overrides)
+    adapter, dataset = build_model_and_data(base, progress=False)
+    quiet = Console(quiet=True)
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for name in names:
+        for seed in range(args.seeds if name == names[0] else args.other_seeds):
+            cfg = _config(
+                args.source,
+                args.out,
+                args.epochs,
+                [*args.overrides, *SETTINGS[name], f"seed={seed}", f"name={name}-seed{seed}"],
+            )
+            saved = cfg.run_dir / "summary.json"
+            if args.reuse and saved.exists():
+                summary = json.loads(saved.read_text())
+            elif args.partial and (cfg.run_dir / "metrics.jsonl").exists():
+                summary = partial_summary(cfg.run_dir)
+            else:
+                summary = train(
+                    cfg,
+                    overwrite=True,
+                    progress=False,
+                    console=quiet,
+                    adapter=adapter,
+                    dataset=dataset,
+                )
+            runs.setdefault(name, []).append(
+                {
+                    "seed": seed,
+                    "run_dir": str(cfg.run_dir),
+                    "layers": cfg.model.layers,
+                    "worst_cc_drop": summary["worst_cc_drop"],
+                    "fold_drops": [f["worst_cc_drop"] for f in summary["folds"]],
+                    "parameters": [f["parameters"] for f in summary["folds"]],
+                    "mean_cc": summary["mean"]["cc"],
+                }
+            )
+            print(
+                f"{name} seed {seed}: mean CC {summary['mean']['cc']:.3f}, "
+                f"worst drop {summary['worst_cc_drop']:.3f}",
+                flush=True,
+            )
+
+    if args.train_only:
+        return 0
+    scenes: dict[str, Scene] = {"default": Scene(base, adapter, dataset, base.model.layers)}
+    if adapter.task == "detection":
+        scenes["head"] = Scene(base, adapter, dataset, ["head"])
+    first = Path(runs[names[0]][0]["run_dir"])
+    all_ids = load_folds(first / "folds.json")
+    numbers = [
+        k
+        for k in range(len(all_ids))
+        if all((Path(runs[n][0]["run_dir"]) / f"fold_{k}" / "combiner").exists() for n in names)
+    ]
+    fold_ids = [all_ids[k] for k in numbers]
+    rows: list[dict[str, Any]] = []
+    per_image: dict[str, dict[str, torch.Tensor]] = {}
+
+    def scene_of(layers: list[str] | None) -> Scene:
+        key = "default" if layers is None else "+".join(layers)
+        if key not in scenes:
+            scenes[key] = Scene(base, adapter, dataset, layers)
+        return scenes[key]
+
+    for name in names:
+        run = runs[name][0]
+        scene = scene_of(run["layers"])
+        folds = [scene.positions(f) for f in fold_ids]
+        scores = learned(scene, Path(run["run_dir"]), folds, numbers)
+        per_image[f"learned: {name}"] = scores
+        drops = [d for r in runs[name] for d in r["fold_drops"] if d == d]
+        note = f"worst CC drop {max(drops, default=float('nan')):.3f} ({len(runs[name])} seeds)"
+        rows.append(_row(f"learned: {name}", scores, note))
+    rival_maps: dict[str, dict[int, list[torch.Tensor]]] = {}
+    sigmas: dict[str, list[float]] = {}
+    for layer_set, scene in [(k, scenes[k]) for k in ("default", "head") if k in scenes]:
+        folds = [scene.positions(f) for f in fold_ids]
+        every = scene.positions([i for f in all_ids for i in f])
+        for method in ("fullgradcam++", "gradcam"):
+            for smoothed in (False, True):
+                label = f"{method} @{layer_set}" + (" + best Gaussian" if smoothed else "")
+                scores, chosen, maps = hand_made(scene, folds, method, smoothed, every)
+                per_image[label], sigmas[label], rival_maps[label] = scores, chosen, maps
+                note = f"σ per fold {chosen}" if smoothed else ""
+                rows.append(_row(label, scores, note))
+    scene = scenes["default"]
+    folds = [scene.positions(f) for f in fold_ids]
+    label = "centre bias"
+    every = scene.positions([i for f in all_ids for i in f])
+    scores, _, _ = hand_made(scene, folds, "centre_bias", False, every)
+    per_image[label] = scores
+    rows.append(_row(label, scores))
+
+    rivals = [k for k in per_image if not k.startswith("learned")]
+    best_rival = max(rivals, key=lambda k: _nanmean(per_image[k]["cc"]))
+    for row in rows:
+        if row["method"].startswith("learned"):
+            diff = per_image[row["method"]]["cc"] - per_image[best_rival]["cc"]
+            row["cc_minus_best_rival"] = ci(diff)
+
+    if args.faith_images:
+        from hagxai import explainers
+
+        run = runs[names[0]][0]
+        chosen_scene = scene_of(run["layers"])
+        subsets = [f[: args.faith_images] for f in fold_ids]
+        faith_rows: dict[str, list[dict[str, torch.Tensor]]] = {}
+        for i, (k, ids) in enumerate(zip(numbers, subsets)):
+            from hagxai.export import load_combiner
+
+            combiner = load_combiner(Path(run["run_dir"]) / f"fold_{k}" / "combiner")
+            positions = chosen_scene.positions(ids)
+            faith_rows.setdefault(f"learned: {names[0]}", []).append(
+                faith(
+                    chosen_scene,
+                    lambda e, s, c=combiner: c(e, s, validate=False),
+                    positions,
+                    args.faith_steps,
+                )
+            )
+            plain = explainers.get("fullgradcam++")
+            default_positions = scenes["default"].positions(ids)
+            faith_rows.setdefault("fullgradcam++ @default", []).append(
+                faith(scenes["default"], plain, default_positions, args.faith_steps)
+            )
+            sigma = sigmas["fullgradcam++ @default + best Gaussian"][i]
+            scale = scenes["default"].cache.input_size[0] / scenes["default"].human.maps[0].shape[0]
+
+            def smoothed(e, s, sigma=sigma * scale, method=plain):
+                return torch.stack(blur(list(method(e, s)), sigma))
+
+            faith_rows.setdefault("fullgradcam++ @default + best Gaussian", []).append(
+                faith(scenes["default"], smoothed, default_positions, args.faith_steps)
+            )
+        for row in rows:
+            if row["method"] in faith_rows:
+                for key in ("deletion", "insertion"):
+                    values = torch.cat([r[key] for r in faith_rows[row["method"]]])
+                    row[key] = ci(values)
+
+    lines = [
+        f"Held-out folds of {args.source} ({len(fold_ids)} of {len(all_ids)} folds, "
+        f"{sum(len(f) for f in fold_ids)} images, seed 0); mean ± 95% CI over images "
+        f"(faithfulness: the first {args.faith_images} held-out images of each fold, "
+        f"{args.faith_steps} steps). "
+        f"Best rival by CC: {best_rival}.",
+        "",
+        "| method | CC | NSS | AUC-Judd | CC − best rival | deletion ↓ | insertion ↑ | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cells = [_fmt(row[m]) for m in METRICS]
+        cells.append(_fmt(row["cc_minus_best_rival"]) if "cc_minus_best_rival" in row else "")
+        cells += [_fmt(row[k]) if k in row else "" for k in ("deletion", "insertion")]
+        lines.append(f"| {row['method']} | " + " | ".join(cells) + f" | {row['note']} |")
+    table = "\n".join(lines) + "\n"
+    print(table)
+    (args.out / "table.md").write_text(table)
+    (args.out / "results.json").write_text(
+        json.dumps({"rows": rows, "runs": runs, "best_rival": best_rival}, indent=1) + "\n"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
