@@ -21,6 +21,7 @@ from hagxai.config import DemoDataConfig, ObserverConfig, load_config
 from hagxai.data import open_dataset
 from hagxai.data.demo import make_demo_dataset
 from hagxai.evaluation import faithfulness
+from hagxai.export import load_combiner
 from hagxai.metrics import plausibility
 from hagxai.models import build_adapter, model_digest
 from hagxai.training.data import load_human_data, render
@@ -68,7 +69,9 @@ def evaluated(tmp_path_factory):
 def _per_image(out: Path) -> dict[tuple[str, str], dict[str, float]]:
     with (out / "per_image.csv").open() as handle:
         return {
-            (r["method"], r["image"]): {k: float(v) for k, v in r.items() if k not in ("image", "method")}
+            (r["method"], r["image"]): {
+                k: float(v) for k, v in r.items() if k not in ("image", "method")
+            }
             for r in csv.DictReader(handle)
         }
 
@@ -115,26 +118,51 @@ def test_a_baselines_numbers_are_the_metrics_modules_on_the_same_maps(evaluated)
     expected_nss = plausibility.nss(maps, [human.fixations[s] for s in slots])
     got = torch.tensor([[table["gradcam", i]["cc"], table["gradcam", i]["nss"]] for i in ids])
     torch.testing.assert_close(got, torch.stack([expected_cc, expected_nss], 1), atol=1e-5, rtol=0)
-    images = [torch.from_numpy(s.load_image().copy()).permute(2, 0, 1).float() / 255 for s in samples]
-    by_id = {s.id: img for s, img in zip(samples, images)}
+    by_id = {
+        s.id: torch.from_numpy(s.load_image().copy()).permute(2, 0, 1).float() / 255
+        for s in samples
+    }
     x = adapter.preprocess([by_id[i] for i in ids]).x
     on_input = explainers.get("gradcam")(evidence, evidence.input_size)
     result = faithfulness(
-        adapter, x, cache.targets(positions), on_input, steps=cfg.evaluate.faithfulness_steps,
-        baseline="zero", insertion_baseline="zero", seed=cfg.seed,
+        adapter,
+        x,
+        cache.targets(positions),
+        on_input,
+        steps=cfg.evaluate.faithfulness_steps,
+        baseline="zero",
+        insertion_baseline="zero",
+        seed=cfg.seed,
     )
     got = torch.tensor([table["gradcam", i]["insertion_black"] for i in ids])
     torch.testing.assert_close(got, result.insertion.auc.float(), atol=1e-5, rtol=0)
 
 
 def test_the_learned_row_scores_each_image_with_its_held_out_fold(evaluated):
-    _, out, run, _ = evaluated
+    _, out, run, root = evaluated
     folds = json.loads((run / "folds.json").read_text())["folds"]
+    adapter = build_adapter("demo-classifier")
+    samples = open_dataset(root, "hagxai").samples
+    cache = open_evidence(
+        adapter, samples, layers=adapter.resolve_layers(None), root=Path(out).parent / "ev"
+    )
+    human = load_human_data(cache, samples)
     table = _per_image(out)
-    # the two folds' combiners differ (map kernel variance 1 vs 2): each image's value must be
-    # the one of the fold that held it out; check through the maps' CC being finite and distinct
-    ccs = {i: table["learned", i]["cc"] for fold in folds for i in fold}
-    assert all(np.isfinite(v) for v in ccs.values())
+    combiners = [load_combiner(run / f"fold_{k}" / "combiner") for k in range(len(folds))]
+    for k, fold in enumerate(folds):
+        for sample_id in fold:
+            position = cache.ids.index(sample_id)
+            slot = human.keep.index(position)
+            evidence = cache.evidence([position])
+            size = [tuple(human.maps[slot].shape)]
+            own, other = (
+                torch.stack(render(c, evidence, size, [None]))
+                for c in (combiners[k], combiners[1 - k])
+            )
+            cc_own = plausibility.cc(own, human.maps[slot][None]).item()
+            cc_other = plausibility.cc(other, human.maps[slot][None]).item()
+            assert abs(cc_own - cc_other) > 1e-4, "the folds' combiners must differ here"
+            assert table["learned", sample_id]["cc"] == pytest.approx(cc_own, abs=1e-5)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["rows"][0]["seen"] == 0
 
@@ -215,7 +243,7 @@ def test_report_renders_in_headless_chromium(evaluated, tmp_path):
         box = layout[element]
         assert box is not None and box["loaded"], element
         assert box["w"] > 200 and box["h"] > 100, (element, box)
-        assert 0 <= box["y"] and box["y"] + box["h"] <= layout["height"], (element, "off screen")
+        assert box["y"] >= 0 and box["y"] + box["h"] <= layout["height"], (element, "off screen")
     for log in (run.stderr, dom.stderr):
         console = [line for line in log.splitlines() if ":CONSOLE" in line]
         assert not console, f"the page logged to the console: {console}"

@@ -78,13 +78,13 @@ def test_other_model_and_bad_folders_are_named(tmp_path):
     run = make_run(tmp_path / "run", [["a"], ["b"]], digest="e" * 16)
     with pytest.raises(UserError, match="model digest"):
         _resolve(run, ["a"])
-    with pytest.raises(ConfigError, match="evaluate.learned.*neither"):
+    with pytest.raises(ConfigError, match=r"evaluate\.learned.*neither"):
         _resolve(tmp_path, ["a"])
-    with pytest.raises(ConfigError, match="evaluate.methods.*gradcm"):
+    with pytest.raises(ConfigError, match=r"evaluate\.methods.*gradcm"):
         check_names(["gradcm"], [], "classification")
     with pytest.raises(ConfigError, match="'drise' does not apply"):
         check_names(["drise"], [], "classification")
-    with pytest.raises(ConfigError, match="evaluate.sanity"):
+    with pytest.raises(ConfigError, match=r"evaluate\.sanity"):
         check_names([], ["centre"], "detection")
 
 

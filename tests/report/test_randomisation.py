@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from hagxai import explainers
+from hagxai.data import open_dataset
 from hagxai.evidence import extract_evidence
 from hagxai.models import TargetSpec, model_digest
 from hagxai.models.demo import demo_adapter, load_images
-from hagxai.data import open_dataset
 from hagxai.report.randomisation import (
     cascade,
     model_blocks,
