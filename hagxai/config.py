@@ -262,6 +262,52 @@ class SweepConfig(_Section):
         return value
 
 
+class RandomisationConfig(_Section):
+    """The model-randomisation sanity check (Adebayo et al. 2018): the model's layers are
+    re-initialised from the top down, cascading, in ``steps`` groups, and every method's maps of
+    ``images`` images are recomputed after each step. A method whose maps keep a mean Spearman
+    rank correlation of at least ``flag_spearman`` with its original maps after the last step is
+    flagged as not depending on the model. ``images = 0`` turns the check off."""
+
+    images: int = Field(8, ge=0)
+    steps: int = Field(4, ge=1)
+    flag_spearman: float = Field(0.5, ge=-1, le=1)
+
+
+class EvaluateConfig(_Section):
+    """``hagxai evaluate``: which methods are compared on which images, and how.
+
+    ``methods`` are explainer names (the CAM family, ``rise`` / ``drise``); ``learned`` are
+    training run folders (each fold's combiner scores the images that fold held out) or combiner
+    folders (scored only on images they did not train on, unless ``allow_seen``, which marks the
+    row). ``sanity`` rows: ``centre_bias``, ``uniform_random`` and, for detectors, ``box_prior``.
+    ``human`` adds the leave-one-viewer-out row where fixations carry viewer ids.
+    ``splits`` chooses the images (unset: ``train.splits``, else every sample); ``max_images``
+    keeps the first ones by id. Faithfulness runs ``faithfulness_steps`` steps on a black and on
+    a blurred canvas (``blur_sigma`` pixels). ``scatter`` is the (plausibility, faithfulness)
+    metric pair of the scatter plot. ``out`` is the output folder (unset:
+    ``output_dir/name/evaluation``).
+    """
+
+    methods: list[str] = ["gradcam", "gradcam++", "fullgradcam", "fullgradcam++"]
+    learned: list[Path] = []
+    sanity: list[str] = ["centre_bias", "uniform_random", "box_prior"]
+    human: bool = True
+    allow_seen: bool = False
+    splits: list[str] | None = None
+    max_images: int | None = Field(None, ge=1)
+    batch_size: int = Field(16, ge=1)
+    faithfulness_steps: int = Field(20, ge=2)
+    faithfulness_batch: int = Field(64, ge=1)
+    blur_sigma: float = Field(5.0, gt=0)
+    rise_masks: int = Field(1000, ge=1)
+    bootstrap: int = Field(1000, ge=100)
+    scatter: tuple[str, str] = ("cc", "insertion_blur")
+    overlay_images: int = Field(3, ge=0)
+    randomisation: RandomisationConfig = RandomisationConfig()
+    out: Path | None = None
+
+
 class WandbConfig(_Section):
     """Weights & Biases logging: ``offline`` by default, ``online`` with an account."""
 
@@ -285,6 +331,7 @@ class RunConfig(_Section):
     sweep: SweepConfig = SweepConfig()
     cache: CacheConfig = CacheConfig()
     wandb: WandbConfig = WandbConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
 
     @field_validator("device")
     @classmethod

@@ -57,12 +57,14 @@ def faithfulness(
     insertion_baseline: str = "zero",
     batch_size: int = 64,
     seed: int = 0,
+    blur_sigma: float = 5.0,
 ) -> Faithfulness:
     """Deletion and insertion of ``maps`` (``B×H×W`` on the model input ``x``, ``B×3×H×W``).
 
     ``baseline`` is what deletion puts in place of removed pixels (uniform noise by default, drawn
     from ``seed``; or a ``B×3×H×W`` tensor, e.g. this batch's rows of noise drawn for a larger set);
     ``insertion_baseline`` the canvas insertion starts from (black by default, as the reference).
+    ``blur_sigma`` is the std in pixels of a ``"blur"`` baseline.
 
     For a detector the steps run up to the total area of each image's target boxes (the
     reference's rule); for a classifier over the whole image.
@@ -74,7 +76,12 @@ def faithfulness(
         max_fraction = box_area_fraction(per_image, tuple(x.shape[-2:]))
     maps = maps.to(x.device, torch.float32)
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    common = {"steps": steps, "max_fraction": max_fraction, "batch_size": batch_size}
+    common = {
+        "steps": steps,
+        "max_fraction": max_fraction,
+        "batch_size": batch_size,
+        "blur_sigma": blur_sigma,
+    }
     return Faithfulness(
         deletion=deletion(x, maps, scorer, baseline=baseline, generator=generator, **common),
         insertion=insertion(x, maps, scorer, baseline=insertion_baseline, **common),

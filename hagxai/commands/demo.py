@@ -5,6 +5,9 @@ the model against its quality bar, then trains HAG-XAI combiners by k-fold cross
 (``train`` section of the config) and prints, per model, the learned head's held-out CC and
 deletion / insertion AUC next to its initial values (FullGrad-CAM++ with smoothing), FullGrad-CAM++
 and Grad-CAM on the same held-out images. The run folder holds everything ``hagxai train`` writes.
+Each model ends with ``hagxai evaluate`` on the run (the config's ``evaluate`` section; the learned
+head is the run folder unless ``evaluate.learned`` names one): its table and the path of its
+``report.html`` (``runs/<name>/evaluation/``) are printed.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from hagxai.data import open_dataset
 from hagxai.data.demo import demo_dataset
 from hagxai.errors import ConfigError
 from hagxai.models.demo import demo_adapter, demo_model
+from hagxai.report.evaluate import evaluate, output_folder
 from hagxai.training import train
+from hagxai.training.run import target_rule
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_CONFIGS = ("demo_classifier.yaml", "demo_detector.yaml")
@@ -61,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     for column in ("task", "quality", "bar", "run folder"):
         summary.add_column(column, overflow="fold")
     failed = 0
+    reports = []
     for cfg in configs:
         started = time.perf_counter()
         console.rule(f"{cfg.name}: {cfg.data.task}")
@@ -89,6 +95,17 @@ def run(args: argparse.Namespace) -> int:
             _add_head_row(heads, cfg.data.task, label, methods[key])
         for key in cfg.train.baselines:
             _add_head_row(heads, cfg.data.task, key, methods[key])
+        if not cfg.evaluate.learned:
+            cfg.evaluate.learned = [run_dir]
+        evaluation = evaluate(
+            cfg,
+            adapter,
+            data,
+            target_rule(cfg, adapter, data.class_subset),
+            command=f"hagxai demo ({cfg.name})",
+            console=console,
+        )
+        reports.append(output_folder(cfg) / "report.html")
         record = {
             "task": cfg.data.task,
             "data": str(data_root),
@@ -99,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
             "bar": bar,
             "passed": passed,
             "train": {k: trained[k] for k in ("methods", "images", "skipped", "best_fold")},
+            "evaluation": str(output_folder(cfg)),
+            "evaluation_timing": evaluation["timing"],
             "seconds": round(time.perf_counter() - started, 1),
         }
         write_atomic(run_dir / "demo_summary.json", (json.dumps(record, indent=1) + "\n").encode())
@@ -111,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         )
     console.print(summary)
     console.print(heads)
+    for report in reports:
+        console.print(f"evaluation report: {report}")
     return 1 if failed else 0
 
 

@@ -1,9 +1,14 @@
-"""``hagxai evaluate``: not built yet; it says so plainly and exits with code 3."""
+"""``hagxai evaluate``: every method on plausibility and faithfulness, with statistics, pictures
+and an HTML report (:mod:`hagxai.report.evaluate`).
+
+``hagxai evaluate --config FILE [key=value ...]`` writes ``evaluate.out`` (default
+``runs/<name>/evaluation/``).
+"""
 
 from __future__ import annotations
 
 import argparse
-import sys
+import shlex
 
 from hagxai.commands._common import add_config_arguments, config_from_args
 
@@ -13,12 +18,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "evaluate", help="compare explanation methods on plausibility and faithfulness"
     )
     add_config_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
-    config_from_args(args)
-    print(
-        "hagxai evaluate: the config is valid, but this command is not built yet", file=sys.stderr
-    )
-    return 3
+    cfg = config_from_args(args)
+    from hagxai.report.evaluate import evaluate
+    from hagxai.training.run import build_model_and_data, target_rule
+
+    progress = not args.no_progress
+    adapter, dataset = build_model_and_data(cfg, progress)
+    rule = target_rule(cfg, adapter, dataset.class_subset)
+    words = ["hagxai", "evaluate", *(["--config", args.config] if args.config else [])]
+    command = " ".join(shlex.quote(str(a)) for a in [*words, *args.overrides])
+    evaluate(cfg, adapter, dataset, rule, command=command, progress=progress)
+    return 0

@@ -24,6 +24,7 @@ _SANITY: dict[str, Callable[..., Tensor]] = {
     "centre_bias": sanity.centre_bias,
     "uniform_random": sanity.uniform_random,
     "human": sanity.human,
+    "box_prior": sanity.box_prior,
 }
 PERTURBATION = ("rise", "drise")
 
@@ -34,7 +35,8 @@ def available() -> list[str]:
 
 
 def get(name: str, **options) -> Explainer:
-    """The explainer called ``name``, with ``options`` bound (e.g. ``human_maps=`` for ``human``).
+    """The explainer called ``name``, with ``options`` bound (e.g. ``human_maps=`` for ``human``,
+    ``boxes=`` for ``box_prior``).
 
     Raises:
         KeyError: an unknown name, with the closest known names; RISE / D-RISE point to

@@ -39,7 +39,10 @@ def test_combine_targets_rule():
 @pytest.mark.parametrize("name", [*explainers.available()])
 def test_every_method_gives_unit_maps_and_zero_for_images_without_targets(name):
     evidence = _evidence()
-    options = {"human_maps": torch.rand(3, 8, 8)} if name == "human" else {}
+    options = {
+        "human": {"human_maps": torch.rand(3, 8, 8)},
+        "box_prior": {"boxes": torch.tensor([[2.0, 2, 10, 12]] * 4)},
+    }.get(name, {})
     maps = explainers.get(name, **options)(evidence, (12, 10))
     assert maps.shape == (3, 12, 10)
     assert maps.min() >= 0 and maps.max() <= 1
@@ -70,3 +73,21 @@ def test_uniform_random_is_seeded():
     other = explainers.get("uniform_random", seed=5)(evidence, (6, 6))
     assert not torch.equal(first, other), "another seed must give other maps"
     assert torch.equal(first, explainers.get("uniform_random", seed=4)(evidence, (6, 6)))
+
+
+def test_box_prior_is_a_gaussian_inside_each_box_and_zero_outside():
+    evidence = _evidence()  # targets 0, 1 in image 0; 2, 3 in image 2; input 20×20
+    boxes = torch.tensor([[0.0, 0, 10, 10], [10, 10, 20, 20], [4, 6, 12, 10], [4, 6, 12, 10]])
+    maps = explainers.get("box_prior", boxes=boxes)(evidence, (40, 40))  # twice the input size
+    assert maps.shape == (3, 40, 40)
+    # image 2: one box (twice), 8×12..24×20 in map pixels; its peak at the box centre
+    inside = torch.zeros(40, 40, dtype=torch.bool)
+    inside[12:20, 8:24] = True
+    assert maps[2][~inside].max() == 0
+    peak = divmod(int(maps[2].argmax()), 40)
+    assert peak in {(15, 15), (15, 16), (16, 15), (16, 16)}
+    # image 0: two boxes of equal weight, in opposite quarters
+    assert maps[0][:20, :20].max() == maps[0][20:, 20:].max() == 1
+    assert maps[0][:20, 20:].max() == 0
+    with pytest.raises(ValueError, match="4×4 target boxes"):
+        explainers.get("box_prior", boxes=boxes[:2])(evidence, (40, 40))
