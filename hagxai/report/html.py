@@ -95,7 +95,7 @@ def _figure(path: Path) -> str:
 def render(summary: dict[str, Any], figures: list[Path], config_yaml: str) -> str:
     """The report page as one HTML string."""
     model, data = summary["model"], summary["dataset"]
-    created = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     versions = ", ".join(f"{k} {v}" for k, v in _versions().items())
     identity = [
         ("model", f"{model['name']} ({model['task']}), weights digest {model['digest']}"),
