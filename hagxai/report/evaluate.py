@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from rich.console import Console
 
+from hagxai.atomic import write_atomic
 from hagxai.cache import TargetRule, open_evidence
 from hagxai.config import RunConfig, cache_dir, save_config
 from hagxai.console import make_console, progress_bar
@@ -213,7 +214,7 @@ def evaluate(
     save_config(cfg, out / "config.yaml")
     _write_per_image(out / "per_image.csv", rows, ids, collected)
     _write_summary_csv(out / "summary.csv", summary)
-    (out / "summary.md").write_text(summary_markdown(summary))
+    write_atomic(out / "summary.md", summary_markdown(summary).encode("utf-8"))
     timer.add("statistics", time.perf_counter() - t0)
 
     from hagxai.report import html, plots
@@ -225,11 +226,11 @@ def evaluate(
     t0 = time.perf_counter()
     summary["figures"] = [str(p.relative_to(out)) for p in figures]
     summary["timing"] = dict(timer.stages)
-    (out / "summary.json").write_text(json.dumps(_clean(summary), indent=1) + "\n")
+    write_atomic(out / "summary.json", (json.dumps(_clean(summary), indent=1) + "\n").encode())
     html.write_report(out / "report.html", summary, figures, (out / "config.yaml").read_text())
     timer.add("report", time.perf_counter() - t0)
     summary["timing"] = dict(timer.stages)
-    (out / "summary.json").write_text(json.dumps(_clean(summary), indent=1) + "\n")
+    write_atomic(out / "summary.json", (json.dumps(_clean(summary), indent=1) + "\n").encode())
     # plain print: rich would wrap the wide Markdown table at the console's width
     print(summary_markdown(summary, title=False), flush=True)
     console.print(timer.line())
