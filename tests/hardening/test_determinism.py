@@ -178,7 +178,9 @@ def test_killed_while_exporting_then_resumed_equals_the_uninterrupted_run(twice,
     assert not (killed / "summary.json").exists()
     assert main(["train", "--no-progress", "--resume", str(killed)]) == 0
     want, got = _files(straight), _files(killed)
-    want.pop("demo_summary.json")  # the straight run came from hagxai demo
+    # the straight run came from hagxai demo, which ends with an evaluation of the run
+    want = {k: v for k, v in want.items() if k != "demo_summary.json"}
+    want = {k: v for k, v in want.items() if not k.startswith("evaluation/")}
     assert want.keys() == got.keys()
     differ = [name for name in want if not _same(want[name], got[name])]
     assert not differ, differ
