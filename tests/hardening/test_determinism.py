@@ -21,25 +21,8 @@ import yaml
 from safetensors.torch import load_file
 
 from hagxai.cli import main
+from tests.training.test_training import REPO, TINY
 
-REPO = Path(__file__).resolve().parents[2]
-TINY = [
-    "device=cpu",
-    "data.demo.num_train=40",
-    "data.demo.num_val=24",
-    "data.demo.image_size=64",
-    "data.observer.viewers=3",
-    "model.demo.epochs=1",
-    "model.demo.width=8",
-    "train.folds=2",
-    "train.epochs=3",
-    "train.batch_size=8",
-    "train.splits=[val]",
-    "train.faithfulness_images=3",
-    "train.faithfulness_steps=4",
-    "train.faithfulness_every=2",
-    "wandb.mode=disabled",
-]
 RUN = "demo-classifier"
 # What may differ between two runs: where they are, and when.
 PATHS = {"output_dir", "cache_dir"}

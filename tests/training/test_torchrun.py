@@ -21,26 +21,11 @@ from hagxai.config import load_config, save_config
 from hagxai.training import train
 from hagxai.training.checkpoint import CHECKPOINT, load_checkpoint
 from hagxai.training.run import build_model_and_data
+from tests.training.test_training import REPO
+from tests.training.test_training import TINY as TRAINING_TINY
 
-REPO = Path(__file__).resolve().parents[2]
-TINY = [
-    "device=cpu",
-    "data.demo.num_train=40",
-    "data.demo.num_val=24",
-    "data.demo.image_size=64",
-    "data.observer.viewers=3",
-    "model.demo.epochs=1",
-    "model.demo.width=8",
-    "train.folds=2",
-    "train.epochs=2",
-    "train.batch_size=8",
-    "train.splits=[val]",
-    "train.faithfulness_images=3",
-    "train.faithfulness_steps=4",
-    "train.faithfulness_every=2",
-    "train.baselines=[gradcam]",
-    "wandb.mode=disabled",
-]
+# the training tests' tiny demo run, shortened, with a baseline row (later overrides win)
+TINY = [*TRAINING_TINY, "train.epochs=2", "train.baselines=[gradcam]"]
 # Adam turns float-order noise in the directions the normalised map ignores (the overall scale
 # act_pos · grad_amp) into steps of the learning rate; the maps, and so the metrics, agree to a
 # few 1e-5 (README, "Many processes: torchrun").
