@@ -124,25 +124,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"skipping: {args.source} not found")
         return 0
     torch.set_num_threads(1)
-    from hagxai.cache import open_evidence
-    from hagxai.config import cache_dir
     from hagxai.training.data import load_human_data
     from hagxai.training.folds import make_folds
-    from hagxai.training.run import build_model_and_data, target_rule
+    from hagxai.training.run import build_model_and_data, open_run_evidence, target_rule
 
     base = _config(args.source, args.out, args.epochs, args.overrides)
     adapter, dataset = build_model_and_data(base, progress=False)
     samples = dataset.samples
     if base.train.splits is not None:
         samples = [s for s in samples if s.split in base.train.splits]
-    cache = open_evidence(
-        adapter,
-        samples,
-        layers=adapter.resolve_layers(base.model.layers),
-        root=cache_dir(base) / "evidence",
-        rule=target_rule(base, adapter, dataset.class_subset),
-        progress=False,
-    )
+    rule = target_rule(base, adapter, dataset.class_subset)
+    cache = open_run_evidence(base, adapter, samples, rule=rule, progress=False)
     human = load_human_data(cache, samples)
     usable = [cache.ids[p] for p in human.keep]
     position = {i: p for p, i in enumerate(cache.ids)}

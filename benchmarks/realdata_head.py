@@ -141,22 +141,20 @@ class Scene:
     """The evidence, human data and scoring of one layer set on one dataset."""
 
     def __init__(self, cfg, adapter, dataset, layers: list[str] | None) -> None:
-        from hagxai.cache import open_evidence
-        from hagxai.config import cache_dir
         from hagxai.training.data import load_human_data
-        from hagxai.training.run import target_rule
+        from hagxai.training.run import open_run_evidence, target_rule
 
         samples = dataset.samples
         if cfg.train.splits is not None:
             samples = [s for s in samples if s.split in cfg.train.splits]
         self.samples = samples
         self.adapter = adapter
-        self.cache = open_evidence(
+        self.cache = open_run_evidence(
+            cfg,
             adapter,
             samples,
-            layers=adapter.resolve_layers(layers),
-            root=cache_dir(cfg) / "evidence",
             rule=target_rule(cfg, adapter, dataset.class_subset),
+            layers=layers,
             progress=False,
         )
         self.human = load_human_data(self.cache, samples)

@@ -40,8 +40,8 @@ import torch.nn.functional as F
 from rich.console import Console
 
 from hagxai.atomic import write_atomic
-from hagxai.cache import TargetRule, open_evidence
-from hagxai.config import RunConfig, cache_dir, save_config
+from hagxai.cache import TargetRule
+from hagxai.config import RunConfig, save_config
 from hagxai.console import make_console, progress_bar
 from hagxai.data import AttentionDataset
 from hagxai.errors import UserError
@@ -62,6 +62,7 @@ from hagxai.report.methods import (
 from hagxai.report.randomisation import RandomisationResult, randomisation_check
 from hagxai.report.stats import bootstrap_ci, holm, wilcoxon_p
 from hagxai.training.data import load_human_data, render
+from hagxai.training.run import open_run_evidence
 
 CANVASES = {"black": "zero", "blur": "blur"}
 FAITH_COLUMNS = tuple(f"{m}_{c}" for c in CANVASES for m in FAITHFULNESS)
@@ -155,15 +156,8 @@ def evaluate(
     samples = [s for s in dataset.samples if splits is None or s.split in splits]
     if not samples:
         raise UserError(f"no sample in splits {splits} (evaluate.splits / train.splits)")
-    layers = adapter.resolve_layers(cfg.model.layers)
-    cache = open_evidence(
-        adapter,
-        samples,
-        layers=layers,
-        root=cache_dir(cfg) / "evidence",
-        rule=rule,
-        progress=progress,
-    )
+    cache = open_run_evidence(cfg, adapter, samples, rule=rule, progress=progress)
+    layers = cache.layers
     human = load_human_data(cache, samples)
     slots = sorted(range(len(human.keep)), key=lambda s: cache.ids[human.keep[s]])
     if ev.max_images is not None:

@@ -86,6 +86,31 @@ def target_rule(
     return TargetRule(rule, classes=classes if adapter.task == "detection" else None)
 
 
+def open_run_evidence(
+    cfg: RunConfig,
+    adapter: ModelAdapter,
+    samples: list,
+    *,
+    rule: TargetRule,
+    layers: list[str] | None = None,
+    progress: bool = True,
+    distributed: bool = False,
+) -> EvidenceSource:
+    """The evidence cache of ``samples`` as a run's config keys it: ``cache_dir/evidence``, the
+    config's layers (or ``layers``) and storage dtype. Training, evaluation and the benchmarks open
+    it through here, so one config always finds one cache."""
+    return open_evidence(
+        adapter,
+        samples,
+        layers=adapter.resolve_layers(cfg.model.layers if layers is None else layers),
+        root=cache_dir(cfg) / "evidence",
+        rule=rule,
+        dtype=STORAGE_DTYPE[cfg.cache.dtype],
+        progress=progress,
+        distributed=distributed,
+    )
+
+
 def train(
     cfg: RunConfig,
     *,
@@ -145,17 +170,9 @@ def train(
     samples = dataset.samples
     if cfg.train.splits is not None:
         samples = [s for s in samples if s.split in cfg.train.splits]
-    cache = open_evidence(
-        adapter,
-        samples,
-        layers=adapter.resolve_layers(cfg.model.layers),
-        root=cache_dir(cfg) / "evidence",
-        # A dataset read with a class subset (data.classes) explains only those classes.
-        rule=target_rule(cfg, adapter, dataset.class_subset),
-        dtype=STORAGE_DTYPE[cfg.cache.dtype],
-        progress=progress,
-        distributed=True,
-    )
+    # A dataset read with a class subset (data.classes) explains only those classes.
+    rule = target_rule(cfg, adapter, dataset.class_subset)
+    cache = open_run_evidence(cfg, adapter, samples, rule=rule, progress=progress, distributed=True)
     human = load_human_data(cache, samples)
     skipped = {**cache.skipped, **human.skipped}
     usable = [cache.ids[p] for p in human.keep]
