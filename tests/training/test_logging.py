@@ -4,9 +4,11 @@ held-out overlays as images (read back from the offline run's folder, no network
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
+import wandb
 from PIL import Image
 
 from hagxai.combiner import HAGCombiner
@@ -57,6 +59,15 @@ def test_finish_logs_artifacts_table_and_overlays(tmp_path, monkeypatch) -> None
     assert images == {"sample", "held"}  # the plot and the overlay
     # The artifact record (name, type, manifest of the folder's files) sits in the run's
     # transaction log, which W&B syncs later; its strings are stored as they are.
-    log = next(offline.glob("run-*.wandb")).read_bytes()
-    for text in ("logtest-fold0", "combiner.safetensors", "combiner.json"):
-        assert text.encode() in log
+    # wandb.finish() returns before W&B's service process has flushed that log (CI once read
+    # just its 7-byte header), so shut the service down, then wait briefly for the bytes.
+    wandb.teardown()
+    wanted = [t.encode() for t in ("logtest-fold0", "combiner.safetensors", "combiner.json")]
+    deadline = time.monotonic() + 60
+    while True:
+        log = next(offline.glob("run-*.wandb")).read_bytes()
+        if all(t in log for t in wanted) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    for text in wanted:
+        assert text in log
