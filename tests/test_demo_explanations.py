@@ -84,9 +84,11 @@ def test_object_region_is_more_faithful_than_random(task, demo_classifier, demo_
     # On a black canvas the demo classifier (trained without occlusion) gives the true class ~0
     # until ~90% of the pixels are back, whatever their order (measured: both orders' curves stay
     # below 1e-4 up to 80%), so black insertion cannot rank orders for it; a blurred canvas keeps
-    # its inputs in distribution. The detector is scored on black, as the reference does.
-    canvas = "blur" if task == "classification" else "zero"
-    steps = {"steps": 20, "batch_size": 64, "insertion_baseline": canvas}
+    # its inputs in distribution. The demo detector is no better on black (measured on these 12
+    # images: insertion AUC 0.024 for the object maps, 0.025-0.027 for three random seeds, so the
+    # order flips with the model's last bits), while on the blurred canvas it is 0.277 against
+    # 0.002; both are scored on blur.
+    steps = {"steps": 20, "batch_size": 64, "insertion_baseline": "blur"}
     on_object = faithfulness(adapter, x, targets, object_maps, **steps)
     at_random = faithfulness(adapter, x, targets, random_maps, **steps)
     assert on_object.deletion.auc.mean() < at_random.deletion.auc.mean()
