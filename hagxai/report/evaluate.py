@@ -19,7 +19,10 @@ learned row against every other row per metric (Holm-corrected over the rows), a
 model-randomisation check (:mod:`hagxai.report.randomisation`).
 
 The output folder holds ``per_image.csv``, ``summary.csv``, ``summary.json``, ``summary.md``,
-``config.yaml``, ``plots/*.png`` and ``report.html``.
+``config.yaml``, ``plots/*.png``, ``report.html`` and ``parts/``: every finished batch of images
+and the finished randomisation check (:mod:`hagxai.report.parts`), from which the same evaluation
+run again (after a kill, say) resumes. Under torchrun the ranks share the batches and rank 0
+saves them and writes the folder.
 """
 
 from __future__ import annotations
