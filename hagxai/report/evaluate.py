@@ -243,7 +243,7 @@ def evaluate(
     if ev.randomisation.images > 0:
         t0 = time.perf_counter()
         chosen = slots[: ev.randomisation.images]
-        randomisation = _randomise(ctx, rows, chosen, layers, progress, store, console)
+        randomisation = _saved_randomisation(ctx, rows, chosen, layers, progress, store, console)
         timer.add("randomisation", time.perf_counter() - t0)
 
     t0 = time.perf_counter()
@@ -685,19 +685,21 @@ def _part_fields(cfg, adapter, rows, ids, digest, fingerprint, layers, rule) -> 
     }
 
 
-def _randomise(ctx: _Context, rows, slots, layers, progress, store, console) -> RandomisationResult:
+def _saved_randomisation(
+    ctx: _Context, rows, slots, layers, progress, store: PartStore, console: Console
+) -> RandomisationResult:
     """The model-randomisation check, or the saved one of the same evaluation and settings."""
     key = parts.digest([store.key, ctx.ev.randomisation.model_dump(mode="json")])
     saved = store.read_randomisation(key)
     if saved is not None:
         console.print(f"randomisation: read from {store.folder}")
         return RandomisationResult(**saved)
-    result = _randomisation_check(ctx, rows, slots, layers, progress)
+    result = _randomise(ctx, rows, slots, layers, progress)
     store.write_randomisation(key, dataclasses.asdict(result))
     return result
 
 
-def _randomisation_check(ctx: _Context, rows, slots, layers, progress) -> RandomisationResult:
+def _randomise(ctx: _Context, rows, slots, layers, progress) -> RandomisationResult:
     positions = [ctx.human.keep[s] for s in slots]
     ids = [ctx.cache.ids[p] for p in positions]
     device = ctx.adapter.device
