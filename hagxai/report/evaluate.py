@@ -19,12 +19,18 @@ learned row against every other row per metric (Holm-corrected over the rows), a
 model-randomisation check (:mod:`hagxai.report.randomisation`).
 
 The output folder holds ``per_image.csv``, ``summary.csv``, ``summary.json``, ``summary.md``,
-``config.yaml``, ``plots/*.png`` and ``report.html``.
+``config.yaml``, ``plots/*.png``, ``report.html`` and ``parts/``: every finished batch of images
+and the finished randomisation check (:mod:`hagxai.report.parts`), from which the same evaluation
+run again (after a kill, say) resumes. Under torchrun the ranks share the batches and rank 0
+saves them and writes the folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import dataclasses
+import io
 import json
 import math
 import time
@@ -44,6 +50,7 @@ from hagxai.cache import TargetRule
 from hagxai.config import RunConfig, save_config
 from hagxai.console import make_console, progress_bar
 from hagxai.data import AttentionDataset
+from hagxai.distributed import all_gather_list, broadcast_object, is_main, rank, world_size
 from hagxai.errors import UserError
 from hagxai.evaluation import faithfulness
 from hagxai.evidence import Evidence
@@ -52,6 +59,7 @@ from hagxai.metrics import FAITHFULNESS, PLAUSIBILITY, MetricWarning
 from hagxai.metrics.plausibility import centre_bias
 from hagxai.models import Frame, ModelAdapter, Targets, model_digest
 from hagxai.report import human as human_row
+from hagxai.report import parts
 from hagxai.report.methods import (
     PERTURBATION,
     LearnedHead,
@@ -59,6 +67,7 @@ from hagxai.report.methods import (
     evidence_explainer,
     resolve_learned,
 )
+from hagxai.report.parts import BatchRecord, PartStore, decode, encode
 from hagxai.report.randomisation import RandomisationResult, randomisation_check
 from hagxai.report.stats import bootstrap_ci, holm, wilcoxon_p
 from hagxai.training.data import load_human_data, render
@@ -127,8 +136,15 @@ def evaluate(
     command: str = "",
     progress: bool = True,
     console: Console | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Evaluate every configured row on ``dataset`` and write the output folder.
+
+    Each finished batch of images is saved in ``<out>/parts`` (:mod:`hagxai.report.parts`), so
+    the same call after a kill computes only what is missing and writes the files an
+    uninterrupted run writes. Under torchrun (:mod:`hagxai.distributed`) every rank calls this
+    function: the ranks share the evidence extraction and the batches, and rank 0 saves every
+    batch and writes the output folder.
 
     Args:
         cfg: the run's config (its ``evaluate`` section says what to compare).
@@ -138,9 +154,10 @@ def evaluate(
         command: the command line that made the report (recorded in it).
         progress: progress bars.
         console: where the table and timings go.
+        fresh: ignore (and delete) saved parts: compute every batch again.
 
     Returns:
-        The summary (also ``summary.json``).
+        The summary (also ``summary.json``); an empty dict on ranks other than 0.
 
     Raises:
         UserError: an unknown method, a learned head that would score images it trained on,
@@ -148,6 +165,7 @@ def evaluate(
     """
     ev = cfg.evaluate
     console = console or make_console()
+    main = is_main()
     timer = Timer()
     check_names(ev.methods, ev.sanity, adapter.task)
     out = output_folder(cfg)
@@ -156,7 +174,8 @@ def evaluate(
     samples = [s for s in dataset.samples if splits is None or s.split in splits]
     if not samples:
         raise UserError(f"no sample in splits {splits} (evaluate.splits / train.splits)")
-    cache = open_run_evidence(cfg, adapter, samples, rule=rule, progress=progress)
+    progress = progress and main
+    cache = open_run_evidence(cfg, adapter, samples, rule=rule, progress=progress, distributed=True)
     layers = cache.layers
     human = load_human_data(cache, samples)
     slots = sorted(range(len(human.keep)), key=lambda s: cache.ids[human.keep[s]])
@@ -171,23 +190,60 @@ def evaluate(
     rows = _rows(cfg, adapter, dataset, ids, by_id, digest, layers, fingerprint)
     timer.add("evidence", time.perf_counter() - started)
 
-    collected = Collected()
-    for row in rows:
-        collected.values[row.name] = {c: [] for c in COLUMNS}
-        collected.curves[row.name] = {f"{m}_{c}": [] for c in CANVASES for m in FAITHFULNESS}
-        collected.thumbs[row.name] = {}
+    scored = [r for r in rows if r.kind != "absent"]
     others = _other_images(len(slots), cfg.seed)
     sigma = human_row.viewer_sigma(by_id[ids[0]], dataset)
     ctx = _Context(cfg, adapter, cache, human, by_id, timer, sigma)
-    with progress_bar("evaluating", len(slots) * len(rows), progress) as advance:
-        for start in range(0, len(slots), ev.batch_size):
-            batch = list(range(start, min(start + ev.batch_size, len(slots))))
-            ctx.batch(rows, [slots[i] for i in batch], batch, slots, others, collected, advance)
+    # fixed batches of the sorted images, whatever the number of processes: the unit of work
+    # dealt out to the ranks and of the parts saved on disk
+    size = ev.batch_size
+    batches = [list(range(s, min(s + size, len(slots)))) for s in range(0, len(slots), size)]
+    batch_ids = [[ids[i] for i in batch] for batch in batches]
+    names = [r.name for r in scored]
+    fields = _part_fields(cfg, adapter, scored, ids, digest, fingerprint, layers, rule)
+    key = parts.digest(fields)
+    store, records = None, {}
+    if main:
+        store = PartStore(out / "parts", fields, names, COLUMNS, fresh=fresh)
+        if store.message:
+            console.print(f"[yellow]{store.message}[/yellow]")
+        records = store.done(batch_ids)
+        if records:
+            console.print(
+                f"resuming: {len(records)} of {len(batches)} batches done in {store.folder}, "
+                f"computing {len(batches) - len(records)}"
+            )
+    # rank 0 alone reads the folder; every rank learns what is left
+    pending = broadcast_object([n for n in range(len(batches)) if n not in records])
+    world, me = world_size(), rank()
+    with progress_bar("evaluating", len(slots) * len(scored), progress and main) as advance:
+        advance(sum(len(batches[n]) for n in records) * len(scored))
+        # one round: each rank scores one batch; rank 0 saves the round's records
+        for start in range(0, len(pending), world):
+            group = pending[start : start + world]
+            mine = []
+            if me < len(group):
+                number = group[me]
+                step = advance if main else _ignore
+                record = ctx.batch(scored, number, batches[number], slots, others, step)
+                mine.append((number, encode(record, key, names, COLUMNS)))
+            done = all_gather_list(mine) if world > 1 else mine
+            if not main:
+                continue
+            for number, data in done:
+                store.write(number, data)
+                records[number] = decode(data, store.key, names, COLUMNS)
+            # rank 0's own batch advanced the bar as it went (it is the first of the round)
+            advance(sum(len(batches[n]) for n, _ in done[1:]) * len(scored))
+    if not main:
+        return {}
+    collected = _collect(scored, [records[n] for n in range(len(batches))])
 
     randomisation = None
     if ev.randomisation.images > 0:
         t0 = time.perf_counter()
-        randomisation = _randomise(ctx, rows, slots[: ev.randomisation.images], layers, progress)
+        chosen = slots[: ev.randomisation.images]
+        randomisation = _saved_randomisation(ctx, rows, chosen, layers, progress, store, console)
         timer.add("randomisation", time.perf_counter() - t0)
 
     t0 = time.perf_counter()
@@ -385,10 +441,12 @@ class _Context:
             return lambda e, s: head.explain(e, ids, s)
         return evidence_explainer(row.name, targets.boxes, self.cfg.seed)
 
-    def batch(self, rows, positions_slots, order, all_slots, others, collected, advance) -> None:
-        """Score every row on one batch of images (``positions_slots``: human-data slots)."""
+    def batch(self, rows, number, order, all_slots, others, advance) -> BatchRecord:
+        """Score every row on batch ``number``: the images ``order`` (indices into ``all_slots``,
+        the human-data slots of every evaluated image)."""
         human, timer = self.human, self.timer
         t0 = time.perf_counter()
+        positions_slots = [all_slots[i] for i in order]
         positions = [human.keep[s] for s in positions_slots]
         ids = [self.cache.ids[p] for p in positions]
         device = self.adapter.device
@@ -409,6 +467,7 @@ class _Context:
             "baseline_maps": [centre[size] for size in sizes],
         }
         timer.add("evidence", time.perf_counter() - t0)
+        record = BatchRecord(number, list(ids))
         for row in rows:
             t0 = time.perf_counter()
             if row.kind == "human":
@@ -434,14 +493,16 @@ class _Context:
             t0 = time.perf_counter()
             faith = self._faithfulness(on_input.float(), x, targets)
             timer.add("faithfulness", time.perf_counter() - t0)
-            store = collected.values[row.name]
-            for name, values in {**plaus_values, **faith[0]}.items():
-                store[name].extend(float(v) for v in values)
-            for name, curves in faith[1].items():
-                collected.curves[row.name][name].append(curves)
-            for sample_id, saliency in zip(ids, plaus_maps):
-                collected.thumbs[row.name][sample_id] = _thumb(saliency)
+            record.values[row.name] = {
+                name: [float(v) for v in values]
+                for name, values in {**plaus_values, **faith[0]}.items()
+            }
+            record.curves[row.name] = faith[1]
+            record.thumbs[row.name] = {
+                sample_id: _thumb(saliency) for sample_id, saliency in zip(ids, plaus_maps)
+            }
             advance(len(ids))
+        return record
 
     def _others(self, slot: int, other_slots: list[int]) -> torch.Tensor:
         """Fixations of other images, rescaled into this image's map frame."""
@@ -553,6 +614,89 @@ def _thumb(saliency: torch.Tensor) -> np.ndarray:
             0, 0
         ]
     return small.numpy().astype(np.float16)
+
+
+def _collect(rows: list[Row], records: list[BatchRecord]) -> Collected:
+    """The batches' records put together, in image order."""
+    collected = Collected()
+    for row in rows:
+        values = collected.values[row.name] = {c: [] for c in COLUMNS}
+        curves = collected.curves[row.name] = {c: [] for c in FAITH_COLUMNS}
+        thumbs = collected.thumbs[row.name] = {}
+        for record in records:
+            for column in COLUMNS:
+                values[column].extend(record.values[row.name][column])
+            for column, part in record.curves[row.name].items():
+                curves[column].append(part)
+            thumbs.update(record.thumbs[row.name])
+    return collected
+
+
+def _ignore(count: int) -> None:
+    """A progress callback that shows nothing (ranks other than 0)."""
+
+
+def _part_fields(cfg, adapter, rows, ids, digest, fingerprint, layers, rule) -> dict[str, Any]:
+    """What an evaluation's per-image results depend on (:class:`~hagxai.report.parts.PartStore`
+    keys its saved batches by it). Presentation settings (bootstrap, scatter, overlays, the
+    output folder) and the number of processes are left out: changing them reuses the parts."""
+    from hagxai import __version__
+
+    ev = cfg.evaluate
+    learned = {
+        r.name: parts.digest(
+            [
+                [parts.module_digest(c, c.options()) for c in r.learned.combiners],
+                sorted(r.learned.assign.items()),
+                sorted(r.learned.seen),
+            ]
+        )
+        for r in rows
+        if r.learned is not None
+    }
+    return {
+        "hagxai": __version__,
+        "model": {
+            "digest": digest,
+            "family": adapter.family,
+            "config": cfg.model.model_dump(mode="json"),
+            "layers": list(layers),
+        },
+        "data": {
+            "fingerprint": fingerprint,
+            "config": cfg.data.model_dump(mode="json", exclude={"root"}),
+            "target_rule": repr(rule),
+            "cache_dtype": cfg.cache.dtype,
+        },
+        "images": {"count": len(ids), "ids": parts.digest(ids)},
+        "rows": [[r.name, r.kind, learned.get(r.name, "")] for r in rows],
+        "evaluate": ev.model_dump(
+            mode="json",
+            include={
+                "batch_size",
+                "faithfulness_steps",
+                "faithfulness_batch",
+                "blur_sigma",
+                "rise_masks",
+            },
+        ),
+        "seed": cfg.seed,
+        "device": torch.device(adapter.device).type,
+    }
+
+
+def _saved_randomisation(
+    ctx: _Context, rows, slots, layers, progress, store: PartStore, console: Console
+) -> RandomisationResult:
+    """The model-randomisation check, or the saved one of the same evaluation and settings."""
+    key = parts.digest([store.key, ctx.ev.randomisation.model_dump(mode="json")])
+    saved = store.read_randomisation(key)
+    if saved is not None:
+        console.print(f"randomisation: read from {store.folder}")
+        return RandomisationResult(**saved)
+    result = _randomise(ctx, rows, slots, layers, progress)
+    store.write_randomisation(key, dataclasses.asdict(result))
+    return result
 
 
 def _randomise(ctx: _Context, rows, slots, layers, progress) -> RandomisationResult:
@@ -722,7 +866,7 @@ def summary_markdown(summary: dict[str, Any], title: bool = True) -> str:
 
 
 def _write_per_image(path: Path, rows: list[Row], ids: list[str], collected: Collected) -> None:
-    with path.open("w", newline="") as handle:
+    with _csv_file(path) as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "method", *COLUMNS])
         for row in rows:
@@ -738,7 +882,7 @@ def _write_summary_csv(path: Path, summary: dict[str, Any]) -> None:
     header = ["method", "kind", "n", "flagged", "note"]
     for c in summary["columns"]:
         header += [f"{c}_mean", f"{c}_low", f"{c}_high"] + [f"{c}_p_vs_{name}" for name in learned]
-    with path.open("w", newline="") as handle:
+    with _csv_file(path) as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for row in summary["rows"]:
@@ -754,6 +898,14 @@ def _write_summary_csv(path: Path, summary: dict[str, Any]) -> None:
                     f"{row['p'][name][c]:.6g}" if name in row["p"] else "" for name in learned
                 ]
             writer.writerow(cells)
+
+
+@contextlib.contextmanager
+def _csv_file(path: Path):
+    """A text buffer written to ``path`` atomically when the block ends."""
+    handle = io.StringIO(newline="")
+    yield handle
+    write_atomic(path, handle.getvalue().encode("utf-8"))
 
 
 def _clean(value: Any) -> Any:

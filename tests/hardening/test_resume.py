@@ -1,11 +1,13 @@
-"""Kill and resume for evidence caching and export; a full disk while writing a checkpoint, an
-export or a cache shard (simulated) leaves the previous file intact and says so in one line."""
+"""Kill and resume for evidence caching, evaluation and export; a full disk while writing a
+checkpoint, an export or a cache shard (simulated) leaves the previous file intact and says so in
+one line."""
 
 from __future__ import annotations
 
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,8 +24,9 @@ from hagxai.combiner import HAGCombiner
 from hagxai.config import ModelConfig
 from hagxai.data import open_dataset
 from hagxai.export import CombinerError, load_combiner, save_combiner
-from hagxai.models import build_adapter
+from hagxai.models import build_adapter, model_digest
 from hagxai.training.checkpoint import load_checkpoint, save_checkpoint
+from tests.report.test_methods import make_run
 
 REPO = Path(__file__).resolve().parents[2]
 LAYERS = ["layer3", "layer4"]
@@ -151,6 +154,104 @@ def test_sigkill_while_caching_then_rerun_computes_only_what_is_missing(
         assert torch.equal(got.acts[name], want.acts[name]), name
         assert torch.equal(got.grads[name], want.grads[name]), name
     assert build(killed).computed_shards == [], "a third open recomputes nothing"
+
+
+# ``hagxai evaluate`` that pauses after saving each batch of images, so the test can kill it
+# between batches. argv: the command's arguments.
+_SLOW_EVALUATE = """
+import sys, time
+from hagxai.cli import main
+from hagxai.report import parts
+
+write = parts.PartStore.write
+def slow(self, number, data):
+    write(self, number, data)
+    time.sleep(0.5)
+parts.PartStore.write = slow
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _files(root: Path) -> dict[str, Path]:
+    return {str(p.relative_to(root)): p for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _same_evaluation_file(a: Path, b: Path) -> bool:
+    """Equal files but for the time taken (``summary.json``) and made (``report.html``)."""
+    if a.name == "summary.json":
+        one, two = (json.loads(p.read_text()) for p in (a, b))
+        return {**one, "timing": None} == {**two, "timing": None}
+    if a.name == "report.html":
+        created = r"<td>created</td><td[^>]*>[^<]*</td>"
+        return re.sub(created, "", a.read_text()) == re.sub(created, "", b.read_text())
+    return a.read_bytes() == b.read_bytes()
+
+
+@pytest.mark.slow
+def test_sigkill_during_evaluation_then_rerun_computes_only_the_missing_batches(
+    tiny_root, tmp_path, capsys
+):
+    adapter = build_adapter("demo-classifier")  # the cached demo model
+    ids = sorted(s.id for s in open_dataset(tiny_root, "hagxai").samples)
+    run = make_run(
+        tmp_path / "run",
+        [ids[:4], ids[4:]],
+        digest=model_digest(adapter.model),
+        layers=adapter.resolve_layers(None),
+    )
+    out = tmp_path / "out"
+    args = [
+        "evaluate",
+        "device=cpu",
+        "model.name=demo-classifier",
+        "data.format=hagxai",
+        f"data.root={tiny_root}",
+        f"cache_dir={tmp_path / 'cache'}",
+        f"evaluate.learned=[{run}]",
+        "evaluate.methods=[gradcam, rise]",
+        "evaluate.rise_masks=8",
+        "evaluate.faithfulness_steps=2",
+        "evaluate.bootstrap=200",
+        "evaluate.batch_size=2",  # 8 images: 4 batches
+        "evaluate.overlay_images=1",
+        "evaluate.randomisation.images=2",
+        "evaluate.randomisation.steps=2",
+        f"evaluate.out={out}",
+        "--no-progress",
+    ]
+    assert main(args) == 0
+    straight = out.rename(tmp_path / "straight")
+    capsys.readouterr()
+
+    parts = out / "parts"
+
+    def batches() -> list[Path]:
+        return sorted(parts.glob("batch-*.safetensors"))
+
+    _run_and_kill(_SLOW_EVALUATE, args, lambda: len(batches()) >= 2)
+    saved = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in batches()}
+    assert 2 <= len(saved) < 4, "the kill must land between batches"
+    assert not (out / "summary.json").exists()
+
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert f"resuming: {len(saved)} of 4 batches done" in printed
+    assert f"computing {4 - len(saved)}" in printed
+    for name, (mtime, data) in saved.items():  # complete batches were not computed again
+        assert (parts / name).stat().st_mtime_ns == mtime, name
+        assert (parts / name).read_bytes() == data, name
+    want, got = _files(straight), _files(out)
+    assert want.keys() == got.keys()
+    assert "parts/randomisation.json" in want and "per_image.csv" in want
+    differ = [name for name in want if not _same_evaluation_file(want[name], got[name])]
+    assert not differ, differ
+
+    # once complete, the same command again computes nothing and writes the same files
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "resuming: 4 of 4 batches done" in printed and "randomisation: read from" in printed
+    differ = [name for name in want if not _same_evaluation_file(want[name], _files(out)[name])]
+    assert not differ, differ
 
 
 def _parameters(folder: Path) -> dict[str, torch.Tensor]:
