@@ -149,8 +149,8 @@ class TrainConfig(_Section):
     through ``torch.compile``.
     ``grad_group``: an optimiser step's gradient is the sum, in batch order, of the gradients of
     consecutive groups of ``grad_group`` images of its batch (``None``: the batch is one group);
-    under torchrun the processes share the groups, so the step is the same bit for bit whatever
-    the number of processes (README "Many processes: torchrun").
+    under torchrun the processes share the groups, so the step does not depend on the number of
+    processes (bit for bit at equal thread counts; README "Many processes: torchrun").
     ``group_by`` keeps groups of images (frames of one video, one subject's images) whole in one
     fold: a regular expression on the sample id (its first group, else the whole match) or
     ``csv:PATH:COLUMN`` (:func:`hagxai.training.folds.read_groups`).
@@ -172,7 +172,7 @@ class TrainConfig(_Section):
     faithfulness_steps: int = Field(100, ge=2)
     baselines: list[str] = []
     chunk_targets: int | None = Field(8, ge=1)
-    grad_group: int | None = Field(8, ge=1)
+    grad_group: int | None = Field(10, ge=1)
     fold_resize: bool = True
     smooth_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     compile: bool = False

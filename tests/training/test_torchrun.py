@@ -82,9 +82,11 @@ def test_two_processes_match_one_and_a_killed_run_resumes(tmp_path):
         [*TINY, f"cache_dir={tmp_path / 'cache'}", f"output_dir={tmp_path / 'runs'}"],
     )
     adapter, dataset = build_model_and_data(cfg, progress=False)  # demo data and model, cached
+    started = time.monotonic()
     one = train(
         cfg.model_copy(update={"name": "one"}), progress=False, adapter=adapter, dataset=dataset
     )
+    print(f"one process: {time.monotonic() - started:.1f} s")
     # the two processes extract the evidence again, each shard on one rank
     shutil.rmtree(tmp_path / "cache" / "evidence")
     config = save_config(cfg, tmp_path / "tiny.yaml")
@@ -95,8 +97,10 @@ def test_two_processes_match_one_and_a_killed_run_resumes(tmp_path):
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
     args = ["train.py", "-c", str(config), "--no-progress"]
+    started = time.monotonic()
     two = _torchrun([*args, "name=two"], env)
     assert two.wait(timeout=600) == 0, two.stderr.read().decode()[-3000:]
+    print(f"two processes (evidence extracted again): {time.monotonic() - started:.1f} s")
 
     runs = tmp_path / "runs"
     rows_one, rows_two = _rows(runs / "one"), _rows(runs / "two")
@@ -112,10 +116,10 @@ def test_two_processes_match_one_and_a_killed_run_resumes(tmp_path):
                 if value == value:
                     worst[key] = max(worst.get(key, 0.0), abs(b[key] - value))
     print("largest |two processes - one| per column:", worst)
-    print(
-        "largest |two - one| of a combiner parameter:",
-        max(float((a - b).abs().max()) for a, b in _pairs(runs / "one", runs / "two")),
-    )
+    # the learned values too: before the groups, act_pos and grad_amp ended 0.13 apart
+    apart = max(float((a - b).abs().max()) for a, b in _pairs(runs / "one", runs / "two"))
+    print("largest |two processes - one| of a learned value:", apart)
+    assert apart <= METRIC_TOLERANCE
     summary = json.loads((runs / "two" / "summary.json").read_text())
     assert summary["images"] == one["images"] and summary["best_fold"] == one["best_fold"]
     assert json.loads((runs / "two" / "folds.json").read_text()) == json.loads(
