@@ -17,12 +17,17 @@ figures of the same run.
    smooths). Goals (#11): ``new fold`` ≥ 2.5× faster than ``old``, within 1.5× of its floor.
 3. Evidence stored as float16 / bfloat16: one batch read from an in-memory store of 120 images
    (gathered as a cache does) and upcast per batch, then the ``new fold`` step.
-4. With ``--sections compile``: the ``new fold`` step through ``torch.compile`` (compile time
+4. With ``--sections groups``: the ``new fold`` step as the trainer takes it (``train.grad_group``,
+   README "Many processes: torchrun"): the batch cut into groups of ``--groups`` images, each
+   group's evidence sliced out, its loss weighted as its share of the batch, its gradient taken
+   alone, and the flat gradients added up in order; against the one-pass step of before.
+5. With ``--sections compile``: the ``new fold`` step through ``torch.compile`` (compile time
    printed).
-5. On a GPU (when CUDA is present): steps on the device, with float32, bfloat16 smoothing, and
+6. On a GPU (when CUDA is present): steps on the device, with float32, bfloat16 smoothing, and
    half evidence read from pinned memory with non-blocking copies.
 
-Run: ``python benchmarks/train_epoch.py [--repeats 5] [--sections phi steps storage compile]``.
+Run: ``python benchmarks/train_epoch.py [--repeats 5] [--sections phi steps storage groups
+compile] [--groups 40 8 5]``.
 """
 
 from __future__ import annotations
@@ -291,6 +296,72 @@ def bench_storage(args: argparse.Namespace, device: torch.device) -> None:
         print(line(name, t, first if "step" not in name else times["read float32 + upcast + step"]))
 
 
+def images_of(evidence: Evidence, start: int, stop: int) -> Evidence:
+    """The evidence of images ``start..stop`` (targets sorted by image, as a cache returns them)."""
+    index = evidence.image_index
+    first, last = int((index < start).sum()), int((index < stop).sum())
+    return Evidence(
+        evidence.layers,
+        {k: v[start:stop] for k, v in evidence.acts.items()},
+        {k: v[first:last] for k, v in evidence.grads.items()},
+        index[first:last] - start,
+        evidence.input_size,
+    )
+
+
+def grouped_step(
+    combiner: torch.nn.Module, evidence: Evidence, human: Tensor, group: int
+) -> Callable[[], None]:
+    """One optimiser step as the trainer takes it with ``train.grad_group = group``."""
+    optimiser = torch.optim.Adam(combiner.parameters(), lr=1e-4)
+    params = list(combiner.parameters())
+    size = tuple(human.shape[-2:])
+    images = evidence.num_images
+
+    def step() -> None:
+        rows = []
+        for start in range(0, images, group):
+            stop = min(images, start + group)
+            part = images_of(evidence, start, stop)
+            loss = hag_loss(combiner(part, size, validate=False), human[start:stop])
+            if stop - start != images:
+                loss = loss * ((stop - start) / images)
+            grads = torch.autograd.grad(loss, params)
+            rows.append(torch.cat([g.reshape(-1) for g in grads]))
+        summed = rows[0]
+        for row in rows[1:]:
+            summed = summed + row
+        offset = 0
+        for p in params:
+            p.grad = summed[offset : offset + p.numel()].view_as(p)
+            offset += p.numel()
+        optimiser.step()
+
+    return step
+
+
+def bench_groups(args: argparse.Namespace, device: torch.device) -> None:
+    evidence, _ = synthetic_evidence(args.images)
+    evidence = evidence.to(device)
+    human = human_maps(args.images, tuple(args.map_size)).to(device)
+
+    def combiner() -> HAGCombiner:
+        return HAGCombiner(chunk_targets=args.chunk, fold_resize=True).to(device)
+
+    steps = {"one pass (before grad_group)": training_step(combiner(), evidence, human)}
+    for group in args.groups:
+        steps[f"grad_group={group}"] = grouped_step(combiner(), evidence, human, group)
+    times = race(steps, args.repeats, device)
+    print(
+        f"one optimiser step in groups, {evidence.num_images} images, {evidence.num_targets} "
+        f"targets, maps {args.map_size[0]}×{args.map_size[1]}, chunk_targets={args.chunk} "
+        f"({device.type}); ×: speed against the one-pass step:"
+    )
+    first = times["one pass (before grad_group)"]
+    for name, t in times.items():
+        print(line(name, t, first))
+
+
 def bench_compile(args: argparse.Namespace, device: torch.device) -> None:
     evidence, _ = synthetic_evidence(args.images)
     evidence = evidence.to(device)
@@ -317,13 +388,20 @@ def main() -> None:
     parser.add_argument("--map-size", type=int, nargs=2, default=(600, 800), help="H W")
     parser.add_argument("--chunk", type=int, default=8, help="chunk_targets of the new combiner")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--groups",
+        type=int,
+        nargs="+",
+        default=(40, 8, 5),
+        help="train.grad_group values of the groups section",
+    )
     parser.add_argument("--skip-cpu", action="store_true", help="only the GPU section")
     parser.add_argument(
         "--sections",
         nargs="+",
-        choices=("phi", "steps", "storage", "compile"),
+        choices=("phi", "steps", "storage", "groups", "compile"),
         default=("phi", "steps", "storage"),
-        help="which sections to run (compile only when named)",
+        help="which sections to run (groups and compile only when named)",
     )
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -340,6 +418,8 @@ def main() -> None:
             bench_steps(args, device)
         if "storage" in args.sections:
             bench_storage(args, device)
+        if "groups" in args.sections:
+            bench_groups(args, device)
         if "compile" in args.sections:
             bench_compile(args, device)
 

@@ -147,6 +147,10 @@ class TrainConfig(_Section):
     by ~1e-6), ``smooth_dtype`` runs the gradient smoothing's matmuls in half precision (a GPU
     option; ``float32`` keeps reference parity), ``compile`` runs the combiner's per-chunk work
     through ``torch.compile``.
+    ``grad_group``: an optimiser step's gradient is the sum, in batch order, of the gradients of
+    consecutive groups of ``grad_group`` images of its batch (``None``: the batch is one group);
+    under torchrun the processes share the groups, so the step does not depend on the number of
+    processes (bit for bit at equal thread counts; README "Many processes: torchrun").
     ``group_by`` keeps groups of images (frames of one video, one subject's images) whole in one
     fold: a regular expression on the sample id (its first group, else the whole match) or
     ``csv:PATH:COLUMN`` (:func:`hagxai.training.folds.read_groups`).
@@ -168,6 +172,7 @@ class TrainConfig(_Section):
     faithfulness_steps: int = Field(100, ge=2)
     baselines: list[str] = []
     chunk_targets: int | None = Field(8, ge=1)
+    grad_group: int | None = Field(10, ge=1)
     fold_resize: bool = True
     smooth_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     compile: bool = False

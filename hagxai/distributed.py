@@ -19,7 +19,8 @@ The rules the package follows under torchrun:
   decisions (best epoch, early stop) agree without being sent.
 
 The functions that communicate (:func:`barrier`, :func:`all_gather_objects`,
-:func:`all_reduce_sum_`) must be called by every rank in the same order.
+:func:`all_gather_shards`, :func:`all_reduce_sum_`) must be called by every rank in the same
+order.
 """
 
 from __future__ import annotations
@@ -188,6 +189,40 @@ def gather_objects(obj: Any) -> list[Any] | None:
 def all_gather_list(items: list[T]) -> list[T]:
     """Concatenate every rank's ``items`` in rank order (the inverse of :func:`shard`)."""
     return [item for part in all_gather_objects(items) for item in part]
+
+
+def all_gather_shards(local: Tensor, n: int) -> Tensor:
+    """Every rank's rows of ``range(n)`` shared out by :func:`shard_range`, in order, on every rank.
+
+    The rows are copied, never added, so every rank ends with exactly the bits each row's rank
+    computed (the trainer sums the rows itself, in one fixed order: see
+    :mod:`hagxai.training.trainer`). ``local`` itself in one process.
+
+    Args:
+        local: ``len(shard_range(n))×…``: this rank's rows, in order (same trailing shape, dtype
+            and device on every rank; on the GPU under NCCL).
+        n: the rows of all ranks together.
+
+    Returns:
+        ``n×…``: row ``i`` is row ``i - shard_range(n, r).start`` of rank ``r``'s ``local``.
+
+    Raises:
+        ValueError: ``local`` does not hold this rank's share of ``range(n)``.
+    """
+    mine = shard_range(n)
+    if local.dim() == 0 or local.shape[0] != len(mine):
+        raise ValueError(
+            f"rank {rank()} holds rows {mine.start}..{mine.stop} of {n} "
+            f"({len(mine)} rows), got a tensor of shape {tuple(local.shape)}"
+        )
+    if not active():
+        return local
+    world = world_size()
+    padded = local.new_zeros((-(-n // world), *local.shape[1:]))  # shares differ by at most one
+    padded[: len(mine)] = local
+    parts = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(parts, padded)
+    return torch.cat([part[: len(shard_range(n, r, world))] for r, part in enumerate(parts)])
 
 
 def broadcast_object(obj: Any) -> Any:

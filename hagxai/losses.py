@@ -53,6 +53,21 @@ def pcc(maps: Tensor, human_maps: Tensor) -> Tensor:
     return torch.where(defined, (s * h).sum(1) / norm, torch.zeros_like(norm))
 
 
+def hag_losses(maps: Tensor, human_maps: Tensor) -> Tensor:
+    """The reference loss ``(1 − PCC(S, H)) + MSE(S, H)`` of each image (:func:`hag_loss` is
+    their mean).
+
+    Args:
+        maps, human_maps: ``B×H×W``, as for :func:`hag_loss`.
+
+    Returns:
+        ``B`` losses; each depends only on its own image's maps.
+    """
+    _check_pair(maps, human_maps)
+    mse = (_float(maps) - _float(human_maps)).pow(2).flatten(1).mean(1)
+    return 1 - pcc(maps, human_maps) + mse
+
+
 def hag_loss(maps: Tensor, human_maps: Tensor) -> Tensor:
     """The reference loss ``(1 − PCC(S, H)) + MSE(S, H)`` per image, averaged over the batch.
 
@@ -63,9 +78,7 @@ def hag_loss(maps: Tensor, human_maps: Tensor) -> Tensor:
     Returns:
         0-D loss (float32, or float64 for float64 inputs).
     """
-    _check_pair(maps, human_maps)
-    mse = (_float(maps) - _float(human_maps)).pow(2).flatten(1).mean(1)
-    return (1 - pcc(maps, human_maps) + mse).mean()
+    return hag_losses(maps, human_maps).mean()
 
 
 def kl_loss(maps: Tensor, human_maps: Tensor) -> Tensor:

@@ -34,11 +34,15 @@ random depends on the process: batch order comes from a generator seeded by (see
 and faithfulness noise from a fixed seed.
 
 Under torchrun (:mod:`hagxai.distributed`) every rank holds the whole cache, the same folds and
-the same combiner. Each optimiser step splits its batch between the ranks; each rank's loss is
-its images' share of the batch mean, and the gradients are summed over the ranks (one flat
-all-reduce, as DistributedDataParallel does), so every rank takes the step one process would,
-up to floating-point order. Validation and faithfulness images are split between the ranks and
-their per-image values gathered, so every rank computes the same metric row and makes the same
+the same combiner. Each optimiser step cuts its batch into consecutive groups of ``grad_group``
+images (a cut that does not depend on the number of processes) and deals the groups out to the
+ranks; a group's gradient (of its images' share of the batch-mean loss) is computed by the same
+code on whichever rank takes it, the flat per-group gradients are gathered (copied, not added)
+and every rank adds them up in batch order, as one process does. So every rank takes exactly the
+step one process would, bit for bit wherever the kernels give a group the same bits at the
+processes' thread counts (README, "Many processes: torchrun"). Validation and faithfulness
+images are split between the ranks and their per-image values (the loss included) gathered and
+reduced in image order, so every rank computes the same metric row and makes the same
 best-epoch and early-stop decisions. Only rank 0 writes the checkpoint.
 """
 
@@ -59,7 +63,7 @@ from hagxai.combiner import HAGCombiner
 from hagxai.config import RunConfig
 from hagxai.distributed import (
     all_gather_list,
-    all_reduce_sum_,
+    all_gather_shards,
     is_main,
     shard,
     shard_range,
@@ -68,7 +72,7 @@ from hagxai.distributed import (
 from hagxai.errors import ConfigError
 from hagxai.evaluation import faithfulness
 from hagxai.explainers import Explainer
-from hagxai.losses import hag_loss, kl_loss, nss_loss
+from hagxai.losses import hag_loss, hag_losses, kl_loss, nss_loss
 from hagxai.metrics import MetricWarning
 from hagxai.models import ModelAdapter, Targets
 from hagxai.training.checkpoint import (
@@ -302,37 +306,53 @@ class Trainer:
         # the GPU) per batch
         total = torch.zeros((), dtype=torch.float64, device=self.device)
         count = 0
+        per_group = self.train.grad_group or size
+        params = [p for p in combiner.parameters() if p.requires_grad]
+        width = sum(p.numel() for p in params) + 1  # a group's flat gradient, then its loss
         for number, start in enumerate(range(0, len(order), size)):
             batch = [positions[i] for i in order[start : start + size]]
             if options.warmup_steps and lr is not None:
                 step = (epoch - 1) * steps_per_epoch + number + 1
                 for group in optimizer.param_groups:
                     group["lr"] = lr * min(1.0, step / options.warmup_steps)
-            # this rank's images (all of them in one process), weighted as a share of the batch
-            local = shard(batch)
-            if local:
-                maps = self._maps(lambda e, s: combiner(e, s, validate=False), local)
-                loss = self._loss(maps, local)
-                if len(local) != len(batch):
-                    loss = loss * (len(local) / len(batch))
-            else:
-                loss = sum(p.sum() * 0.0 for p in combiner.parameters())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if world_size() > 1:
-                _sum_gradients(combiner)
+            # This rank's groups of the batch (all of them in one process), gathered in batch
+            # order and summed in that order on every rank: the step does not depend on how
+            # many processes share it.
+            groups = [batch[i : i + per_group] for i in range(0, len(batch), per_group)]
+            mine = shard_range(len(groups))
+            rows = [self._group_gradient(combiner, params, groups[k], len(batch)) for k in mine]
+            table = torch.stack(rows) if rows else params[0].new_zeros(0, width)
+            table = all_gather_shards(table, len(groups))
+            summed = table[0]
+            for row in table[1:]:
+                summed = summed + row
+            offset = 0
+            for parameter in params:
+                parameter.grad = summed[offset : offset + parameter.numel()].view_as(parameter)
+                offset += parameter.numel()
             if options.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(combiner.parameters(), options.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params, options.grad_clip)
             optimizer.step()
-            total += loss.detach() * len(batch)
+            total += summed[-1] * len(batch)  # the batch's mean loss
             count += len(batch)
             self.on_step()
-        if world_size() > 1:
-            # on the combiner's device: NCCL reduces only GPU tensors
-            summed = total.reshape(1)
-            all_reduce_sum_([summed])
-            total = summed[0]
         return float(total) / max(count, 1)
+
+    def _group_gradient(
+        self, combiner: HAGCombiner, params: list[torch.Tensor], group: list[int], batch: int
+    ) -> torch.Tensor:
+        """One group's part of a step: its images' share of the batch mean loss
+        (``len(group) / batch`` of their mean) and its gradient in ``params``, flat, followed by
+        that loss. A group is computed by the same code whichever rank takes it."""
+        maps = self._maps(lambda e, s: combiner(e, s, validate=False), group)
+        loss = self._loss(maps, group)
+        if len(group) != batch:
+            loss = loss * (len(group) / batch)
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        flat = [
+            (g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)
+        ]
+        return torch.cat([*flat, loss.detach().reshape(1).to(flat[0].dtype)])
 
     @torch.no_grad()
     def _validate(self, explain: Explainer, positions: list[int]) -> dict[str, float]:
@@ -348,7 +368,8 @@ class Trainer:
                 "human_maps": [self.human.maps[s] for s in slots],
                 "fixations": [self.human.fixations[s] for s in slots],
             }
-            losses.append(batch_loss(hag_loss, maps, held["human_maps"]) * len(batch))
+            # per image, summed in the images' order below: the same whatever the batches
+            losses.append(grouped(hag_losses, maps, held["human_maps"], stack=True))
             with warnings.catch_warnings():
                 # constant maps give NaN by the metrics' rule; the means leave them out
                 warnings.simplefilter("ignore", MetricWarning)
@@ -360,7 +381,7 @@ class Trainer:
             losses = [t.detach().cpu() for t in losses]
             values = {name: [t.cpu() for t in v] for name, v in values.items()}
             losses, values = _gathered(losses, values)
-        row = {LOSS: float(sum(losses)) / len(positions)}
+        row = {LOSS: float(torch.cat(losses).double().sum()) / len(positions)}
         row.update({name: _nanmean(torch.cat(v).cpu()) for name, v in values.items()})
         return row
 
@@ -553,17 +574,6 @@ class Trainer:
             return
         tensors = FoldTensors(combiner.state_dict(), best_state, optim, torch.get_rng_state())
         save_checkpoint(path, tensors.flat(), state.to_json())
-
-
-def _sum_gradients(combiner: HAGCombiner) -> None:
-    """Sum the combiner's gradients over the ranks (a parameter without one counts as zeros)."""
-    grads = []
-    for parameter in combiner.parameters():
-        if parameter.requires_grad:
-            if parameter.grad is None:
-                parameter.grad = torch.zeros_like(parameter)
-            grads.append(parameter.grad)
-    all_reduce_sum_(grads)
 
 
 def _gathered(

@@ -24,12 +24,13 @@ from hagxai.training.run import build_model_and_data
 from tests.training.test_training import REPO
 from tests.training.test_training import TINY as TRAINING_TINY
 
-# the training tests' tiny demo run, shortened, with a baseline row (later overrides win)
-TINY = [*TRAINING_TINY, "train.epochs=2", "train.baselines=[gradcam]"]
-# Adam turns float-order noise in the directions the normalised map ignores (the overall scale
-# act_pos · grad_amp) into steps of the learning rate; the maps, and so the metrics, agree to a
-# few 1e-5 (README, "Many processes: torchrun").
-METRIC_TOLERANCE = 1e-4
+# the training tests' tiny demo run, shortened, with a baseline row (later overrides win); its
+# batches of 8 images fall into groups of 3, 3 and 2: rank 0 takes two groups, rank 1 one
+TINY = [*TRAINING_TINY, "train.epochs=2", "train.baselines=[gradcam]", "train.grad_group=3"]
+# Each step's gradient is the sum of its groups' gradients in batch order, however many processes
+# share the groups (README, "Many processes: torchrun"), so the two runs agree; measured bit for
+# bit here, the bound leaves room for kernels whose bits change with the thread count.
+METRIC_TOLERANCE = 1e-5
 
 # Training whose optimiser steps sleep, so a kill soon after a checkpoint lands mid-epoch.
 _SLOW_TRAIN = """
@@ -60,6 +61,12 @@ def _rows(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
+def _pairs(first: Path, second: Path) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    a, b = _combiners(first), _combiners(second)
+    assert a.keys() == b.keys()
+    return [(a[key], b[key]) for key in a]
+
+
 def _combiners(run: Path) -> dict[str, torch.Tensor]:
     out = {}
     for fold in sorted(run.glob("fold_*")):
@@ -75,9 +82,11 @@ def test_two_processes_match_one_and_a_killed_run_resumes(tmp_path):
         [*TINY, f"cache_dir={tmp_path / 'cache'}", f"output_dir={tmp_path / 'runs'}"],
     )
     adapter, dataset = build_model_and_data(cfg, progress=False)  # demo data and model, cached
+    started = time.monotonic()
     one = train(
         cfg.model_copy(update={"name": "one"}), progress=False, adapter=adapter, dataset=dataset
     )
+    print(f"one process: {time.monotonic() - started:.1f} s")
     # the two processes extract the evidence again, each shard on one rank
     shutil.rmtree(tmp_path / "cache" / "evidence")
     config = save_config(cfg, tmp_path / "tiny.yaml")
@@ -88,19 +97,29 @@ def test_two_processes_match_one_and_a_killed_run_resumes(tmp_path):
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
     args = ["train.py", "-c", str(config), "--no-progress"]
+    started = time.monotonic()
     two = _torchrun([*args, "name=two"], env)
     assert two.wait(timeout=600) == 0, two.stderr.read().decode()[-3000:]
+    print(f"two processes (evidence extracted again): {time.monotonic() - started:.1f} s")
 
     runs = tmp_path / "runs"
     rows_one, rows_two = _rows(runs / "one"), _rows(runs / "two")
     assert [(r["fold"], r["epoch"]) for r in rows_two] == [
         (r["fold"], r["epoch"]) for r in rows_one
     ]
+    worst: dict[str, float] = {}
     for a, b in zip(rows_one, rows_two):
         for key, value in a.items():
             if isinstance(value, float):
-                tolerance = 1e-5 if a["epoch"] == 0 else METRIC_TOLERANCE  # untrained: forward only
-                assert b[key] == pytest.approx(value, abs=tolerance), (a["fold"], a["epoch"], key)
+                where = (a["fold"], a["epoch"], key)
+                assert b[key] == pytest.approx(value, abs=METRIC_TOLERANCE, nan_ok=True), where
+                if value == value:
+                    worst[key] = max(worst.get(key, 0.0), abs(b[key] - value))
+    print("largest |two processes - one| per column:", worst)
+    # the learned values too: before the groups, act_pos and grad_amp ended 0.13 apart
+    apart = max(float((a - b).abs().max()) for a, b in _pairs(runs / "one", runs / "two"))
+    print("largest |two processes - one| of a learned value:", apart)
+    assert apart <= METRIC_TOLERANCE
     summary = json.loads((runs / "two" / "summary.json").read_text())
     assert summary["images"] == one["images"] and summary["best_fold"] == one["best_fold"]
     assert json.loads((runs / "two" / "folds.json").read_text()) == json.loads(

@@ -27,8 +27,10 @@ from hagxai.training.checkpoint import (
     restore_optimizer,
     save_checkpoint,
 )
+from hagxai.training.data import load_human_data
 from hagxai.training.folds import make_folds
-from hagxai.training.run import build_model_and_data
+from hagxai.training.run import build_model_and_data, open_run_evidence, target_rule
+from hagxai.training.trainer import Trainer
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = [
@@ -154,6 +156,29 @@ def test_run_writes_outputs_and_skips_bad_samples(tiny, tmp_path):
     assert f"fold {summary['best_fold']}," in card["provenance"]
     with pytest.raises(UserError, match="already holds a run"):
         train(cfg, progress=False, adapter=adapter, dataset=open_dataset(root, "hagxai"))
+
+
+def test_a_step_gradient_is_the_sum_of_its_groups_gradients(tiny, tmp_path):
+    cfg, adapter, dataset = tiny
+    samples = [s for s in dataset.samples if s.split == "val"]
+    rule = target_rule(cfg, adapter, dataset.class_subset)
+    cache = open_run_evidence(cfg, adapter, samples, rule=rule, progress=False)
+    human = load_human_data(cache, samples)
+    cpu = torch.device("cpu")
+    trainer = Trainer(cfg, adapter, cache, human, [human.keep], None, tmp_path, cpu, progress=False)
+    combiner = trainer._build_combiner()
+    params = list(combiner.parameters())
+    batch = human.keep[:8]
+    loss = trainer._loss(trainer._maps(lambda e, s: combiner(e, s, validate=False), batch), batch)
+    grads = torch.autograd.grad(loss, params)
+    whole = torch.cat([*(g.reshape(-1) for g in grads), loss.detach().reshape(1)])
+    # one group is the one-pass step exactly; groups of 3, 3 and 2 images, each weighted as its
+    # share of the batch mean, add up to it (up to float order)
+    assert torch.equal(trainer._group_gradient(combiner, params, batch, len(batch)), whole)
+    parts = [trainer._group_gradient(combiner, params, batch[i : i + 3], 8) for i in (0, 3, 6)]
+    scale = float(whole.abs().max())  # map_amp's gradient nearly cancels: absolute bound
+    torch.testing.assert_close(parts[0] + parts[1] + parts[2], whole, rtol=1e-5, atol=1e-6 * scale)
+    assert not torch.allclose(parts[0], whole, rtol=0.1)  # a part alone is not the whole
 
 
 def _final_tensors(run: Path) -> dict[str, torch.Tensor]:
