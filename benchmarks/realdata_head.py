@@ -127,9 +127,9 @@ SETTINGS: dict[str, list[str]] = {
 }
 
 #: Gaussian σ (pixels of the human map) the smoothed rivals choose from; 0 is no smoothing. It
-#: reaches past 16 px because on the real set's 256×256 scenes every rival chose the largest σ of a
-#: grid that ended there.
-SIGMAS = (0.0, 2.0, 4.0, 8.0, 16.0, 24.0, 32.0, 48.0)
+#: reaches far past 16 px because on the real set's 256×256 scenes every rival chose the largest
+#: σ of a grid that ended there (at σ ≳ 48 px the zero-padded blur is itself a centre blob).
+SIGMAS = (0.0, 2.0, 4.0, 8.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0)
 #: Std of the centre bias (share of each side) the tuned centre-bias row chooses from; the plain
 #: row is ``centre_bias``'s default 0.25.
 CENTRE_WIDTHS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
