@@ -574,7 +574,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         sigma_px = viewer_sigma(scene.samples[0], dataset)
         scores = human_ceiling(scene, held_positions, sigma_px)
         per_image["human (leave-one-viewer-out)"] = scores
-        rows.append(_row("human (leave-one-viewer-out)", scores, "the ceiling, not a rival"))
+        rows.append(
+            _row(
+                "human (leave-one-viewer-out)", scores, "one viewer against the others; not a rival"
+            )
+        )
     else:
         print(f"no human row: {why}")
 
