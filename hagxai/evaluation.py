@@ -58,13 +58,17 @@ def faithfulness(
     batch_size: int = 64,
     seed: int = 0,
     blur_sigma: float = 5.0,
+    shared: dict[str, Tensor] | None = None,
 ) -> Faithfulness:
     """Deletion and insertion of ``maps`` (``B×H×W`` on the model input ``x``, ``B×3×H×W``).
 
     ``baseline`` is what deletion puts in place of removed pixels (uniform noise by default, drawn
     from ``seed``; or a ``B×3×H×W`` tensor, e.g. this batch's rows of noise drawn for a larger set);
     ``insertion_baseline`` the canvas insertion starts from (black by default, as the reference).
-    ``blur_sigma`` is the std in pixels of a ``"blur"`` baseline.
+    ``blur_sigma`` is the std in pixels of a ``"blur"`` baseline. ``shared`` (a dict, empty at
+    first, kept per ``x`` and ``targets``) carries the scores of the steps every map shares — the
+    image itself, a non-random canvas alone — from one call to the next, so that many maps of one
+    batch re-score them once (:mod:`hagxai.metrics.faithfulness`).
 
     For a detector the steps run up to the total area of each image's target boxes (the
     reference's rule); for a classifier over the whole image.
@@ -81,6 +85,7 @@ def faithfulness(
         "max_fraction": max_fraction,
         "batch_size": batch_size,
         "blur_sigma": blur_sigma,
+        "shared": shared,
     }
     return Faithfulness(
         deletion=deletion(x, maps, scorer, baseline=baseline, generator=generator, **common),
