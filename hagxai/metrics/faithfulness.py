@@ -14,7 +14,12 @@ higher is better). Any ``B×H×W`` map can be scored this way — an explainer's
 map, a sanity map such as the centre bias — once it is at the image's size.
 
 All ``B·(K+1)`` perturbed images are built on the images' device from one rank map per image
-(``rank < n_k``) and go through the scorer in chunks of ``batch_size``.
+(``rank < n_k``) and go through the scorer in chunks of ``batch_size``. The steps that show the
+image itself (``n_k = 0`` in deletion, ``n_k = H·W`` in insertion) or the baseline alone (the
+other way round) do not depend on the map: given a ``shared`` dict, their scores are read from it
+when an earlier call on the same images and scorer left them there, and left there otherwise, so
+scoring many maps of one batch (the methods of an evaluation; deletion and insertion on one
+canvas) re-scores those images once. A random (``noise``) or tensor baseline is never shared.
 
 Bad input, by rule: NaN or inf in ``images`` or ``maps``, images that are not floating, a map
 whose size is not the image's, a ``max_fraction`` outside (0, 1], or a scorer answer of the wrong
@@ -141,6 +146,13 @@ def _baseline(
     raise ValueError(f"baseline must be noise, blur, mean, zero or a tensor, got {baseline!r}")
 
 
+def _fill_key(baseline: Baseline | Tensor, sigma: float) -> str | None:
+    """The ``shared`` key of a baseline that is a function of the images alone, else None."""
+    if isinstance(baseline, Tensor) or baseline == "noise":
+        return None
+    return f"blur:{sigma}" if baseline == "blur" else str(baseline)
+
+
 def _ranks(maps: Tensor) -> Tensor:
     """``B×H·W`` long: each pixel's place in its map's descending, stable order."""
     flat = maps.flatten(1)
@@ -161,6 +173,7 @@ def _curves(
     batch_size: int,
     generator: torch.Generator | None,
     blur_sigma: float,
+    shared: dict[str, Tensor] | None = None,
 ) -> FaithfulnessResult:
     images, maps = _check_inputs(images, maps)
     if steps < 1 or batch_size < 1:
@@ -192,9 +205,22 @@ def _curves(
 
     total = b * (steps + 1)
     scores = torch.empty(total, device=device, dtype=torch.float32)
+    # The steps whose image is the image itself or the baseline alone, and their shared scores.
+    endpoints = {
+        "image": counts == (h * w if insert else 0),
+        _fill_key(baseline, blur_sigma): counts == (0 if insert else h * w),
+    }
+    endpoints.pop(None, None)
+    todo = torch.ones(b, steps + 1, dtype=torch.bool, device=device)
+    for key, where in endpoints.items():
+        if shared is not None and key in shared:
+            known = shared[key].to(device=device, dtype=torch.float32)
+            scores.view(b, steps + 1)[where] = known[:, None].expand(b, steps + 1)[where]
+            todo &= ~where
+    pending = todo.flatten().nonzero().squeeze(1)
     with torch.no_grad():
-        for start in range(0, total, batch_size):
-            flat_id = torch.arange(start, min(start + batch_size, total), device=device)
+        for start in range(0, len(pending), batch_size):
+            flat_id = pending[start : start + batch_size]
             image_id = flat_id // (steps + 1)
             chosen = rank[image_id] < counts[image_id, flat_id % (steps + 1), None]
             chosen = chosen.view(-1, 1, h, w)
@@ -206,9 +232,15 @@ def _curves(
             if not isinstance(out, Tensor) or out.shape != (len(flat_id),):
                 shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
                 raise ValueError(f"scorer returned {shape} for {len(flat_id)} images")
-            scores[start : start + len(flat_id)] = out.to(device=device, dtype=torch.float32)
+            scores[flat_id] = out.to(device=device, dtype=torch.float32)
 
     curves = scores.view(b, steps + 1)
+    if shared is not None:
+        for key, where in endpoints.items():
+            # kept only when every image has the step (a detector's deletion may stop short of
+            # the whole image)
+            if key not in shared and bool(where.any(1).all()):
+                shared[key] = curves[torch.arange(b, device=device), where.int().argmax(1)]
     x = torch.linspace(0, 1, steps + 1, device=device)
     bad = int((~torch.isfinite(curves)).any(1).sum())
     if bad:
@@ -231,6 +263,7 @@ def deletion(
     batch_size: int = 64,
     generator: torch.Generator | None = None,
     blur_sigma: float = 5.0,
+    shared: dict[str, Tensor] | None = None,
 ) -> FaithfulnessResult:
     """Deletion curve: replace the most salient pixels first and watch the score fall.
 
@@ -249,6 +282,9 @@ def deletion(
         batch_size: perturbed images per scorer call.
         generator: random generator for the noise baseline (its device is used to draw).
         blur_sigma: std in pixels of the ``blur`` baseline.
+        shared: scores of the steps that do not depend on the map (the images themselves, a
+            non-random baseline alone), read and filled in across calls on the same ``images``
+            and ``scorer`` (see the module's docstring); None re-scores them.
 
     Returns:
         :class:`FaithfulnessResult`; lower AUC is better.
@@ -264,6 +300,7 @@ def deletion(
         batch_size=batch_size,
         generator=generator,
         blur_sigma=blur_sigma,
+        shared=shared,
     )
 
 
@@ -278,6 +315,7 @@ def insertion(
     batch_size: int = 64,
     generator: torch.Generator | None = None,
     blur_sigma: float = 5.0,
+    shared: dict[str, Tensor] | None = None,
 ) -> FaithfulnessResult:
     """Insertion curve: reveal the most salient pixels first on a black image.
 
@@ -298,6 +336,7 @@ def insertion(
         batch_size=batch_size,
         generator=generator,
         blur_sigma=blur_sigma,
+        shared=shared,
     )
 
 

@@ -540,6 +540,9 @@ class _Context:
         return out
 
     def _faithfulness(self, maps, x, targets) -> tuple[dict[str, list], dict[str, np.ndarray]]:
+        # Every row of a batch shares the scores of the unperturbed images and the bare canvases.
+        if getattr(self, "_shared_x", None) is not x:
+            self._shared_x, self._shared = x, {}
         values, curves = {}, {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MetricWarning)
@@ -555,6 +558,7 @@ class _Context:
                     batch_size=self.ev.faithfulness_batch,
                     seed=self.cfg.seed,
                     blur_sigma=self.ev.blur_sigma,
+                    shared=self._shared,
                 )
                 for metric in FAITHFULNESS:
                     part = getattr(result, metric)

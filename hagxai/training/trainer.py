@@ -51,7 +51,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -123,12 +123,14 @@ def _nanmean(values: torch.Tensor) -> float:
 @dataclass
 class FaithSubset:
     """The fixed faithfulness images of a fold (this rank's share of them under torchrun):
-    cache positions, model input, targets, and the deletion noise each image gets."""
+    cache positions, model input, targets, the deletion noise each image gets, and the scores
+    of the steps every map shares (filled in by the first faithfulness check)."""
 
     positions: list[int]
     x: torch.Tensor
     targets: Targets
     noise: torch.Tensor
+    shared: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -401,6 +403,7 @@ class Trainer:
                 steps=self.train.faithfulness_steps,
                 baseline=subset.noise,
                 seed=self.cfg.seed,
+                shared=subset.shared,
             )
             # the result has one field per faithfulness metric (deletion, insertion)
             aucs = {m.name: [getattr(result, m.name).auc.float().cpu()] for m in FAITH}

@@ -130,6 +130,66 @@ def test_baselines() -> None:
     torch.testing.assert_close(shown.curves[:, -1], _channel_scorer(images, torch.arange(2)))
 
 
+class _Counting:
+    """``_channel_scorer`` that counts the images it scores."""
+
+    def __init__(self) -> None:
+        self.scored = 0
+
+    def __call__(self, images: torch.Tensor, image_ids: torch.Tensor) -> torch.Tensor:
+        self.scored += len(images)
+        return _channel_scorer(images, image_ids)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4, 64])
+def test_shared_steps_are_scored_once_with_the_same_curves(batch_size: int) -> None:
+    g = torch.Generator().manual_seed(5)
+    images = torch.rand(3, 3, 6, 5, generator=g)
+    maps = [torch.rand(3, 6, 5, generator=g) for _ in range(3)]
+    calls = [
+        (fn, baseline) for baseline in ("zero", "blur") for fn in (deletion, insertion)
+    ]  # the evaluation's order: deletion then insertion, per canvas
+    alone, counting, shared = [], _Counting(), {}
+    for m in maps:
+        for fn, baseline in calls:
+            kwargs = {"steps": 4, "baseline": baseline, "batch_size": batch_size}
+            alone.append(fn(images, m, _channel_scorer, **kwargs))
+            together = fn(images, m, counting, shared=shared, **kwargs)
+            torch.testing.assert_close(together.curves, alone[-1].curves)
+            torch.testing.assert_close(together.auc, alone[-1].auc)
+    # 3 maps × 4 curves × 5 steps × 3 images; the images themselves, the black and the blurred
+    # canvas are scored once per image, not at both ends of every curve.
+    assert counting.scored == 3 * 4 * 3 * 3 + 3 * 3
+    assert set(shared) == {"image", "zero", "blur:5.0"}
+    torch.testing.assert_close(shared["image"], _channel_scorer(images, torch.arange(3)))
+
+
+def test_a_random_baseline_and_a_partial_last_step_are_not_shared() -> None:
+    g = torch.Generator().manual_seed(6)
+    images, maps = torch.rand(2, 3, 4, 4, generator=g), torch.rand(2, 4, 4, generator=g)
+    shared: dict[str, torch.Tensor] = {}
+    deletion(images, maps, _channel_scorer, steps=2, generator=g, shared=shared)
+    assert set(shared) == {"image"}  # the noise is drawn per call
+    # Deleting at most half of one image never shows the bare canvas for both images.
+    deletion(
+        images,
+        maps,
+        _channel_scorer,
+        steps=2,
+        baseline="zero",
+        max_fraction=torch.tensor([1.0, 0.5]),
+        shared=shared,
+    )
+    assert "zero" not in shared
+    counting = _Counting()
+    result = insertion(images, maps, counting, steps=2, shared=shared)
+    assert counting.scored == 2 * 3 - 2  # step 2 (the image) was known; step 0 is scored
+    torch.testing.assert_close(
+        result.curves, insertion(images, maps, _channel_scorer, steps=2).curves
+    )
+    assert "zero" in shared
+
+
 def test_constant_map_goes_in_raster_order_with_a_warning() -> None:
     with pytest.warns(MetricWarning, match="1 of 1 maps are constant"):
         result = deletion(IMAGE, torch.zeros(1, 4, 4), top_row_mean, steps=16, baseline="zero")
