@@ -50,80 +50,31 @@ from typing import Any
 import torch
 from scipy import stats
 
+#: The stable head with its extensions (per-channel slopes, layer weights, searched start).
+_EXTENSIONS = [
+    "combiner.parameterisation=stable",
+    "combiner.init=search",
+    "combiner.channel_slopes=true",
+    "combiner.layer_weights=true",
+]
+#: ... with warm-up and clipping (the learning rate of the source's config).
+_GUARDED = [*_EXTENSIONS, "combiner.warmup_steps=5", "combiner.grad_clip=1.0"]
+#: The recommended head (README, "The learned head").
+_RECOMMENDED = [*_GUARDED, "train.lr=0.02", "train.lr_final=0.005"]
+
 #: Training settings: name -> ``key=value`` overrides on top of the source's config.
 SETTINGS: dict[str, list[str]] = {
     "reference": [],
     "reference+init": ["combiner.init=search"],
     "raw-extensions": ["combiner.channel_slopes=true", "combiner.layer_weights=true"],
     "stable": ["combiner.parameterisation=stable", "combiner.init=search"],
-    "stable+extensions": [
-        "combiner.parameterisation=stable",
-        "combiner.init=search",
-        "combiner.channel_slopes=true",
-        "combiner.layer_weights=true",
-    ],
-    "recommended": [
-        "combiner.parameterisation=stable",
-        "combiner.init=search",
-        "combiner.channel_slopes=true",
-        "combiner.layer_weights=true",
-        "combiner.warmup_steps=5",
-        "combiner.grad_clip=1.0",
-        "train.lr=0.02",
-        "train.lr_final=0.005",
-    ],
-    "recommended-wide": [
-        "combiner.parameterisation=stable",
-        "combiner.init=search",
-        "combiner.init_widths=[0.05, 0.5, 1.5, 3, 6, 12, 24]",
-        "combiner.channel_slopes=true",
-        "combiner.layer_weights=true",
-        "combiner.warmup_steps=5",
-        "combiner.grad_clip=1.0",
-        "train.lr=0.02",
-        "train.lr_final=0.005",
-    ],
-    "recommended-b20": [
-        "combiner.parameterisation=stable",
-        "combiner.init=search",
-        "combiner.channel_slopes=true",
-        "combiner.layer_weights=true",
-        "combiner.warmup_steps=5",
-        "combiner.grad_clip=1.0",
-        "train.lr=0.02",
-        "train.lr_final=0.005",
-        "train.batch_size=20",
-    ],
-    "recommended-lr05": [
-        "combiner.parameterisation=stable",
-        "combiner.init=search",
-        "combiner.channel_slopes=true",
-        "combiner.layer_weights=true",
-        "combiner.warmup_steps=5",
-        "combiner.grad_clip=1.0",
-    ],
-    "recommended-all": [
-        "combiner.parameterisation=stable",
-        "combiner.init=search",
-        "combiner.channel_slopes=true",
-        "combiner.layer_weights=true",
-        "combiner.warmup_steps=5",
-        "combiner.grad_clip=1.0",
-        "train.lr=0.02",
-        "train.lr_final=0.005",
-        "model.layers=[backbone, head]",
-    ],
-    "recommended-head": [
-        "combiner.parameterisation=stable",
-        "combiner.init=search",
-        "combiner.channel_slopes=true",
-        "combiner.layer_weights=true",
-        "combiner.warmup_steps=5",
-        "combiner.grad_clip=1.0",
-        "train.lr=0.02",
-        "train.lr_final=0.005",
-        "model.layers=[head]",
-    ],
+    "stable+extensions": _EXTENSIONS,
+    "recommended": _RECOMMENDED,
+    "recommended-wide": [*_RECOMMENDED, "combiner.init_widths=[0.05, 0.5, 1.5, 3, 6, 12, 24]"],
+    "recommended-b20": [*_RECOMMENDED, "train.batch_size=20"],
+    "recommended-lr05": _GUARDED,
+    "recommended-all": [*_RECOMMENDED, "model.layers=[backbone, head]"],
+    "recommended-head": [*_RECOMMENDED, "model.layers=[head]"],
 }
 
 #: Gaussian σ (pixels of the human map) the smoothed rivals choose from; 0 is no smoothing. It
