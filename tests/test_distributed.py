@@ -77,7 +77,11 @@ def _gather_rows(rank: int, world: int, port: int, out: str) -> None:
 
 
 @pytest.mark.slow
-def test_two_processes_gather_their_rows_in_order(tmp_path):
+def test_two_processes_gather_their_rows_in_order(tmp_path, monkeypatch):
+    # The spawned processes unpickle ``tests.test_distributed._gather_rows`` by name, with this
+    # process's sys.path (multiprocessing copies it); pytest's importlib mode left the
+    # repository root off it.
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
