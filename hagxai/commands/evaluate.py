@@ -34,11 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from hagxai.training.run import build_model_and_data, target_rule
 
     # under torchrun: join the process group (gloo on the CPU, NCCL on GPUs); else nothing
-    device = distributed.init(cfg.device)
+    distributed.init(cfg.device)
     progress = not args.no_progress and distributed.is_main()
-    local = cfg if device == cfg.device else cfg.model_copy(update={"device": device})
-    with distributed.main_first():  # rank 0 makes the demo data and model, the others load them
-        adapter, dataset = build_model_and_data(local, progress)
+    adapter, dataset = build_model_and_data(cfg, progress)
     rule = target_rule(cfg, adapter, dataset.class_subset)
     words = ["hagxai", "evaluate", *(["--config", args.config] if args.config else [])]
     command = " ".join(shlex.quote(str(a)) for a in [*words, *args.overrides])

@@ -227,7 +227,7 @@ def evaluate(
                 step = advance if main else _ignore
                 record = ctx.batch(scored, number, batches[number], slots, others, step)
                 mine.append((number, encode(record, key, names, COLUMNS)))
-            done = all_gather_list(mine) if world > 1 else mine
+            done = all_gather_list(mine)
             if not main:
                 continue
             for number, data in done:
@@ -468,6 +468,7 @@ class _Context:
         }
         timer.add("evidence", time.perf_counter() - t0)
         record = BatchRecord(number, list(ids))
+        shared: dict[str, torch.Tensor] = {}  # every row of this batch, both canvases
         for row in rows:
             t0 = time.perf_counter()
             if row.kind == "human":
@@ -491,7 +492,7 @@ class _Context:
                 plaus_values = plausibility_values([m.float().cpu() for m in plaus_maps], held)
                 timer.add("plausibility", time.perf_counter() - t0)
             t0 = time.perf_counter()
-            faith = self._faithfulness(on_input.float(), x, targets)
+            faith = self._faithfulness(on_input.float(), x, targets, shared)
             timer.add("faithfulness", time.perf_counter() - t0)
             record.values[row.name] = {
                 name: [float(v) for v in values]
@@ -539,10 +540,11 @@ class _Context:
                 out[name][i] = finite.mean() if finite.numel() else math.nan
         return out
 
-    def _faithfulness(self, maps, x, targets) -> tuple[dict[str, list], dict[str, np.ndarray]]:
-        # Every row of a batch shares the scores of the unperturbed images and the bare canvases.
-        if getattr(self, "_shared_x", None) is not x:
-            self._shared_x, self._shared = x, {}
+    def _faithfulness(
+        self, maps, x, targets, shared: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, list], dict[str, np.ndarray]]:
+        """Deletion and insertion of ``maps`` on every canvas; ``shared`` carries the scores of
+        the unperturbed images and the bare canvases from one row of the batch to the next."""
         values, curves = {}, {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", MetricWarning)
@@ -558,7 +560,7 @@ class _Context:
                     batch_size=self.ev.faithfulness_batch,
                     seed=self.cfg.seed,
                     blur_sigma=self.ev.blur_sigma,
-                    shared=self._shared,
+                    shared=shared,
                 )
                 for metric in FAITHFULNESS:
                     part = getattr(result, metric)

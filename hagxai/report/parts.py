@@ -207,11 +207,8 @@ class PartStore:
         )
 
     def _read_key(self) -> dict[str, Any] | None:
-        try:
-            body = json.loads((self.folder / KEY_FILE).read_text())
-        except (OSError, ValueError, UnicodeDecodeError):
-            return None
-        if not isinstance(body, dict) or body.get("format") != FORMAT:
+        body = _read_json(self.folder / KEY_FILE)
+        if body is None or body.get("format") != FORMAT:
             return None
         return body if body.get("version") == VERSION else None
 
@@ -239,11 +236,8 @@ class PartStore:
 
     def read_randomisation(self, key: str) -> dict[str, Any] | None:
         """The saved randomisation result of ``key`` (see :meth:`write_randomisation`)."""
-        try:
-            body = json.loads((self.folder / RANDOMISATION_FILE).read_text())
-        except (OSError, ValueError, UnicodeDecodeError):
-            return None
-        if not isinstance(body, dict) or body.get("key") != key:
+        body = _read_json(self.folder / RANDOMISATION_FILE)
+        if body is None or body.get("key") != key:
             return None
         return _nan(body.get("result"))
 
@@ -272,3 +266,12 @@ def _nan(value: Any) -> Any:
     if isinstance(value, list):
         return [_nan(v) for v in value]
     return value
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``; ``None`` when it is missing, unreadable or not an object."""
+    try:
+        body = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None

@@ -49,7 +49,19 @@ STORAGE_DTYPE = {"float32": torch.float32, "float16": torch.float16, "bfloat16":
 
 
 def build_model_and_data(cfg: RunConfig, progress: bool = True):
-    """The adapter and the dataset of ``cfg`` (the demo set and model when not configured)."""
+    """The adapter and the dataset of ``cfg`` (the demo set and model when not configured).
+
+    Under torchrun every rank calls it: the model goes to this rank's device
+    (:func:`~hagxai.distributed.device_for`), and rank 0 builds the demo data and model first
+    while the others wait, then load what it built. In one process it is a plain build.
+    """
+    device = device_for(cfg.device)
+    local = cfg if device == cfg.device else cfg.model_copy(update={"device": device})
+    with main_first():
+        return _build_model_and_data(local, progress)
+
+
+def _build_model_and_data(cfg: RunConfig, progress: bool):
     if cfg.data.root is not None:
         root = cfg.data.root
         # Any supported format (hagxai, folders, fixation tables, the reference's, COCO).
@@ -156,12 +168,9 @@ def train(
                 if main:
                     shutil.rmtree(path) if path.is_dir() else path.unlink()
     barrier()  # every rank has looked for an old run before rank 0 writes the new one
-    # this process's device: under torchrun, GPU LOCAL_RANK for a CUDA run
-    device = device_for(cfg.device)
-    local_cfg = cfg if device == cfg.device else cfg.model_copy(update={"device": device})
+    device = device_for(cfg.device)  # this process's: under torchrun, GPU LOCAL_RANK for CUDA
     if adapter is None or dataset is None:
-        with main_first():  # rank 0 makes the demo data and model, the others then load them
-            adapter, dataset = build_model_and_data(local_cfg, progress)
+        adapter, dataset = build_model_and_data(cfg, progress)
     # only once the data and the model opened: a bad one leaves no run folder behind
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -324,14 +324,7 @@ class Trainer:
             mine = shard_range(len(groups))
             rows = [self._group_gradient(combiner, params, groups[k], len(batch)) for k in mine]
             table = torch.stack(rows) if rows else params[0].new_zeros(0, width)
-            table = all_gather_shards(table, len(groups))
-            summed = table[0]
-            for row in table[1:]:
-                summed = summed + row
-            offset = 0
-            for parameter in params:
-                parameter.grad = summed[offset : offset + parameter.numel()].view_as(parameter)
-                offset += parameter.numel()
+            summed = set_summed_gradient(params, all_gather_shards(table, len(groups)))
             if options.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, options.grad_clip)
             optimizer.step()
@@ -586,3 +579,22 @@ def _gathered(
     parts = all_gather_list([(losses, values)])
     merged = {name: [t for _, v in parts for t in v[name]] for name in values}
     return [t for loss, _ in parts for t in loss], merged
+
+
+def set_summed_gradient(params: list[torch.Tensor], table: torch.Tensor) -> torch.Tensor:
+    """Add the rows of ``table`` (one group's flat gradient of ``params`` each, possibly followed
+    by more columns such as its loss) one after the other, in row order, and set each
+    parameter's ``.grad`` from the sum: one fixed order, so the step's bits do not depend on
+    which process computed which row.
+
+    Returns:
+        The summed row.
+    """
+    summed = table[0]
+    for row in table[1:]:
+        summed = summed + row
+    offset = 0
+    for parameter in params:
+        parameter.grad = summed[offset : offset + parameter.numel()].view_as(parameter)
+        offset += parameter.numel()
+    return summed
