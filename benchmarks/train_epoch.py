@@ -51,6 +51,7 @@ from hagxai.combiner import _band as band
 from hagxai.combiner_kernel import Resize, fold_band
 from hagxai.evidence import Evidence
 from hagxai.losses import hag_loss
+from hagxai.training.trainer import set_summed_gradient
 
 LAYERS = {"stage2": (64, 60, 80), "stage3": (128, 30, 40), "stage4": (256, 15, 20)}
 
@@ -118,6 +119,12 @@ def line(name: str, times: list[float], reference: list[float] | None = None) ->
     return text
 
 
+def print_lines(times: dict[str, list[float]], reference: str) -> None:
+    """One :func:`line` per entry of ``times``, each with its speed against ``times[reference]``."""
+    for name, t in times.items():
+        print(line(name, t, times[reference]))
+
+
 def ratio(top: list[float], bottom: list[float]) -> str:
     return (
         f"{statistics.median(top) / statistics.median(bottom):.2f} (medians), "
@@ -181,10 +188,8 @@ def bench_phi(evidence: Evidence, repeats: int, device: torch.device) -> None:
         "x·where(x>0, p, n) (new)": lambda: phi(x, pos, neg),
     }
     times = race(steps, repeats, device)
-    first = next(iter(times.values()))
     print(f"φ alone on {'×'.join(map(str, x.shape))} ({device.type}):")
-    for name, t in times.items():
-        print(line(name, t, first))
+    print_lines(times, next(iter(times)))
 
 
 def bench_steps(args: argparse.Namespace, device: torch.device) -> None:
@@ -215,9 +220,8 @@ def bench_steps(args: argparse.Namespace, device: torch.device) -> None:
         f"layers {', '.join(f'{c}×{h}×{w}' for c, h, w in LAYERS.values())}, maps "
         f"{args.map_size[0]}×{args.map_size[1]}, chunk_targets={chunk} ({device.type}):"
     )
+    print_lines(times, "old (before #11)")
     old = times["old (before #11)"]
-    for name, t in times.items():
-        print(line(name, t, old))
     print(f"  speed-up new fold vs old: {ratio(old, times['new fold'])}   (goal ≥ 2.5)")
     print(f"  speed-up new vs old:      {ratio(old, times['new'])}")
     folded = times["floor: smoothing, folded"]
@@ -328,13 +332,7 @@ def grouped_step(
                 loss = loss * ((stop - start) / images)
             grads = torch.autograd.grad(loss, params)
             rows.append(torch.cat([g.reshape(-1) for g in grads]))
-        summed = rows[0]
-        for row in rows[1:]:
-            summed = summed + row
-        offset = 0
-        for p in params:
-            p.grad = summed[offset : offset + p.numel()].view_as(p)
-            offset += p.numel()
+        set_summed_gradient(params, torch.stack(rows))
         optimiser.step()
 
     return step
@@ -357,9 +355,7 @@ def bench_groups(args: argparse.Namespace, device: torch.device) -> None:
         f"targets, maps {args.map_size[0]}×{args.map_size[1]}, chunk_targets={args.chunk} "
         f"({device.type}); ×: speed against the one-pass step:"
     )
-    first = times["one pass (before grad_group)"]
-    for name, t in times.items():
-        print(line(name, t, first))
+    print_lines(times, "one pass (before grad_group)")
 
 
 def bench_compile(args: argparse.Namespace, device: torch.device) -> None:
@@ -378,8 +374,7 @@ def bench_compile(args: argparse.Namespace, device: torch.device) -> None:
     compiled()
     print(f"torch.compile of the chunk kernels: first step {time.perf_counter() - start:.1f} s")
     times = race({"new fold, eager": eager, "new fold, compiled": compiled}, args.repeats, device)
-    for name, t in times.items():
-        print(line(name, t, times["new fold, eager"]))
+    print_lines(times, "new fold, eager")
 
 
 def main() -> None:
