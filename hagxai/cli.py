@@ -7,6 +7,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from hagxai.allocator import tune_malloc
 from hagxai.atomic import restrict_umask
 from hagxai.errors import UserError
 
@@ -44,6 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     restrict_umask()
+    tune_malloc()
     try:
         return int(args._run(args) or 0)
     except UserError as err:

@@ -248,22 +248,39 @@ class CombinerConfig(_Section):
 
 
 class SweepConfig(_Section):
-    """``hagxai sweep``: runs over layer sets and combiner settings, with the same folds.
+    """``hagxai sweep``: runs over layer sets, combiner settings and training settings, with the
+    same folds.
 
     ``layers`` lists layer sets (each a list of names or aliases as in ``model.layers``; ``null``
-    is the model's default set); ``combiner`` lists partial ``combiner`` sections, each merged over
-    the run's ``combiner`` section (``{}`` is that section as it is). Every layer set is trained
-    with every combiner setting.
+    is the model's default set); ``combiner`` lists partial ``combiner`` sections and ``train``
+    partial ``train`` sections (batch size, learning rates, schedule, …), each merged over the
+    run's own section (``{}`` is that section as it is). Every layer set is trained with every
+    combiner setting and every training setting. A training setting may not change how the folds
+    are drawn (``folds``, ``splits``, ``group_by``): the rows would not compare like with like.
     """
 
     layers: list[list[str] | None] = Field(default_factory=lambda: [None], min_length=1)
     combiner: list[dict[str, Any]] = Field(default_factory=lambda: [{}], min_length=1)
+    train: list[dict[str, Any]] = Field(default_factory=lambda: [{}], min_length=1)
 
     @field_validator("combiner")
     @classmethod
     def _settings(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for setting in value:
             CombinerConfig.model_validate(setting)
+        return value
+
+    @field_validator("train")
+    @classmethod
+    def _train_settings(cls, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        for setting in value:
+            fixed = sorted(set(setting) & {"folds", "splits", "group_by"})
+            if fixed:
+                raise ValueError(
+                    f"{', '.join(fixed)} decide the folds, which every row of a sweep shares; "
+                    "set them in the train section instead"
+                )
+            TrainConfig.model_validate(setting)
         return value
 
 

@@ -1,4 +1,5 @@
-"""Sweeps: one training run per (layer set, combiner setting) of ``cfg.sweep``, same folds.
+"""Sweeps: one training run per (layer set, combiner setting, training setting) of ``cfg.sweep``,
+same folds.
 
 ``runs/<name>/`` holds one run folder per combination (``00``, ``01``, …, each a full
 :func:`~hagxai.training.train` run) and ``sweep.md`` / ``sweep.json``: per combination the learned
@@ -9,13 +10,14 @@ the hand-made baselines (``train.baselines``) of each layer set on the same held
 from __future__ import annotations
 
 import json
+from itertools import product
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from hagxai.config import CombinerConfig, RunConfig
+from hagxai.config import CombinerConfig, RunConfig, TrainConfig
 from hagxai.console import make_console
 from hagxai.errors import UserError
 from hagxai.training.metrics import NAMES
@@ -23,20 +25,24 @@ from hagxai.training.run import build_model_and_data, train
 
 
 def combinations(cfg: RunConfig) -> list[tuple[str, RunConfig]]:
-    """``(label, run config)`` of every layer set × combiner setting, in the sweep's order; each
-    run goes to ``cfg.run_dir / "<nn>"``."""
+    """``(label, run config)`` of every layer set × combiner setting × training setting, in the
+    sweep's order; each run goes to ``cfg.run_dir / "<nn>"``."""
     runs = []
     base = cfg.combiner.model_dump()
-    for layers in cfg.sweep.layers:
-        for setting in cfg.sweep.combiner:
-            number = len(runs)
-            run = cfg.model_copy(deep=True)
-            run.model.layers = layers
-            run.combiner = CombinerConfig.model_validate({**base, **setting})
-            run.output_dir, run.name = cfg.run_dir, f"{number:02d}"
-            shown = ", ".join(f"{k}={v}" for k, v in setting.items()) or "combiner as configured"
-            label = f"layers {'default' if layers is None else '+'.join(layers)}; {shown}"
-            runs.append((label, run))
+    base_train = cfg.train.model_dump()
+    grid = product(cfg.sweep.layers, cfg.sweep.combiner, cfg.sweep.train)
+    for number, (layers, setting, schedule) in enumerate(grid):
+        run = cfg.model_copy(deep=True)
+        run.model.layers = layers
+        run.combiner = CombinerConfig.model_validate({**base, **setting})
+        run.train = TrainConfig.model_validate({**base_train, **schedule})
+        run.output_dir, run.name = cfg.run_dir, f"{number:02d}"
+        shown = ", ".join(f"{k}={v}" for k, v in setting.items()) or "combiner as configured"
+        label = f"layers {'default' if layers is None else '+'.join(layers)}; {shown}"
+        if len(cfg.sweep.train) > 1 or schedule:
+            trained = ", ".join(f"{k}={v}" for k, v in schedule.items())
+            label += f"; {trained or 'train as configured'}"
+        runs.append((label, run))
     return runs
 
 
@@ -53,6 +59,9 @@ def sweep(
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Train every combination of ``cfg.sweep`` with the same folds and tabulate them.
+
+    Baseline rows are added once per layer set, from its first run (their maps depend on the
+    layer set only).
 
     Returns:
         ``{"rows": [...]}`` (also in ``sweep.json``): per row its label, run folder, metric

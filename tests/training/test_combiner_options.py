@@ -158,3 +158,28 @@ def test_sweep_trains_every_combination_on_the_same_folds(tiny, tmp_path) -> Non
     cards = [read_card(tmp_path / "sweep" / n / "fold_0" / "combiner") for n in ("00", "01")]
     assert [c["options"]["parameterisation"] for c in cards] == ["reference", "stable"]
     assert torch.isfinite(torch.tensor(result["rows"][0]["metrics"]["cc"]["mean"]))
+
+
+def test_sweep_train_settings_merge_over_the_train_section_and_keep_the_folds(tiny) -> None:
+    from hagxai.training.sweep import combinations
+
+    cfg = _cfg(
+        tiny,
+        "name=sweep-train",
+        "train.lr=0.02",
+        "sweep.combiner=[{}, {parameterisation: stable}]",
+        "sweep.train=[{batch_size: 5}, {lr: 0.05, lr_final: 0.05}]",
+    )
+    runs = combinations(cfg)
+    assert [r.name for _, r in runs] == ["00", "01", "02", "03"]
+    assert [(r.train.batch_size, r.train.lr, r.train.lr_final) for _, r in runs] == [
+        (5, 0.02, cfg.train.lr_final),
+        (cfg.train.batch_size, 0.05, 0.05),
+    ] * 2
+    assert [r.combiner.parameterisation for _, r in runs] == ["reference"] * 2 + ["stable"] * 2
+    assert runs[1][0].endswith("; lr=0.05, lr_final=0.05")
+    assert all(r.train.epochs == cfg.train.epochs for _, r in runs)
+    with pytest.raises(ConfigError, match=r"sweep.train.*decide the folds"):
+        _cfg(tiny, "sweep.train=[{folds: 3}]")
+    with pytest.raises(ConfigError, match=r"sweep.train"):
+        _cfg(tiny, "sweep.train=[{batch: 5}]")
