@@ -519,6 +519,31 @@ class HAGCombiner(nn.Module):
             self._resizes[key] = Resize.make(size, grid, torch.device("cpu")).to(device)
         return self._resizes[key]
 
+    def grid_maps(self, evidence: Evidence, *, validate: bool = True) -> Tensor:
+        """The maps of :meth:`forward` before its final resize, on the finest hooked layer's grid.
+
+        ``forward(evidence, size)`` is exactly ``F.interpolate(grid_maps(evidence)[:, None],
+        size, mode="bilinear", align_corners=False)[:, 0]``; the trainer computes the reference
+        loss on this grid (:func:`hagxai.losses.hag_losses_upsampled`).
+
+        Returns:
+            ``B×h×w`` in ``[0, 1]``.
+        """
+        per_target = self.target_maps(evidence, validate=validate)
+        with torch.autocast(per_target.device.type, enabled=False):
+            dtype = per_target.dtype
+            summed = per_target.new_zeros((evidence.num_images, *per_target.shape[1:]))
+            summed = summed.index_add(0, evidence.image_index, per_target)
+            window = self._param("map_radius", dtype) if self.learn_radius else None
+            smoothed = separable_smooth(
+                summed,
+                self._param("map_amp", dtype),
+                self._param("map_s", dtype),
+                self.radius,
+                window,
+            )
+            return self._min_max(smoothed)
+
     def forward(
         self, evidence: Evidence, out_size: tuple[int, int], *, validate: bool = True
     ) -> Tensor:
@@ -539,20 +564,8 @@ class HAGCombiner(nn.Module):
         """
         if len(out_size) != 2 or any(int(n) != n or n < 1 for n in out_size):
             raise ValueError(f"out_size must be two positive integers (H, W), got {out_size!r}")
-        per_target = self.target_maps(evidence, validate=validate)
-        with torch.autocast(per_target.device.type, enabled=False):
-            dtype = per_target.dtype
-            summed = per_target.new_zeros((evidence.num_images, *per_target.shape[1:]))
-            summed = summed.index_add(0, evidence.image_index, per_target)
-            window = self._param("map_radius", dtype) if self.learn_radius else None
-            smoothed = separable_smooth(
-                summed,
-                self._param("map_amp", dtype),
-                self._param("map_s", dtype),
-                self.radius,
-                window,
-            )
-            scaled = self._min_max(smoothed)
+        scaled = self.grid_maps(evidence, validate=validate)
+        with torch.autocast(scaled.device.type, enabled=False):
             size = (int(out_size[0]), int(out_size[1]))
             resized = F.interpolate(
                 scaled[:, None], size=size, mode="bilinear", align_corners=False

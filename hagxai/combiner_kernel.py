@@ -181,8 +181,16 @@ def _expand(matrix: Tensor, batch: int) -> Tensor:
     return matrix.expand(batch, *matrix.shape)
 
 
+def _spread(source: Tensor, images: Tensor, resize: Resize) -> Tensor:
+    """``source[images][:, resize.cols]`` (``t×W×h×C``) in one gather, not two copies."""
+    if resize.factor_w == 1:
+        return source[images]
+    return source[images[:, None], resize.cols[None, :]]
+
+
 def upsampled_forward(
     weighted: Tensor,
+    images: Tensor,
     grads: Tensor,
     pos: Tensor,
     neg: Tensor,
@@ -194,7 +202,8 @@ def upsampled_forward(
     """One chunk in the reference's order: ``Σ_c up(weighted) ⊙ (rows · up(φ(grads)) · colsᵀ)``.
 
     Args:
-        weighted: ``t×C×h×w`` ``φ_a(A)`` of each target's image.
+        weighted: ``B×C×h×w`` ``φ_a(A)`` per image.
+        images: ``t`` long: each target's image.
         grads: ``t×C×h×w`` raw gradients.
         pos, neg: ``g⁺, g⁻`` (0-D or ``1×C×1×1``).
         rows, cols: ``H×H`` and ``W×W`` smoothing matrices on the common grid.
@@ -209,12 +218,13 @@ def upsampled_forward(
     t, c, H, W = x.shape
     z = (x.view(-1, W) @ cols.to(low).mT).view(t * c, H, W)
     smoothed = torch.bmm(_expand(rows.to(low), t * c), z).to(grads.dtype)
-    return resize.contract(weighted, smoothed.view(t, c, H, W))
+    return resize.contract(weighted[images], smoothed.view(t, c, H, W))
 
 
 def upsampled_backward(
     upstream: Tensor,
     weighted: Tensor,
+    images: Tensor,
     grads: Tensor,
     pos: Tensor,
     neg: Tensor,
@@ -226,8 +236,8 @@ def upsampled_backward(
     """Gradients of :func:`upsampled_forward` given ``upstream`` (``t×H×W``).
 
     Returns:
-        ``d_weighted`` (``t×C×h×w``), ``d_x`` (``t×C×h×w``, the gradient of ``φ(grads)``),
-        ``d_rows`` (``H×H``), ``d_cols`` (``W×W``).
+        ``d_weighted`` (``t×C×h×w``, per target), ``d_x`` (``t×C×h×w``, the gradient of
+        ``φ(grads)``), ``d_rows`` (``H×H``), ``d_cols`` (``W×W``).
     """
     low = mm_dtype or grads.dtype
     x = resize.up(phi(grads, pos, neg)).to(low)
@@ -237,7 +247,7 @@ def upsampled_backward(
     smoothed = torch.bmm(_expand(rows.to(low), n), z).to(grads.dtype)
     d_weighted = resize.pool(upstream, smoothed.view(t, c, H, W))
     del smoothed
-    d_smoothed = resize.spread(upstream, weighted).to(low).view(n, H, W)
+    d_smoothed = resize.spread(upstream, weighted[images]).to(low).view(n, H, W)
     d_rows = torch.bmm(d_smoothed, z.mT).sum(0)
     d_z = torch.bmm(_expand(rows.to(low).mT, n), d_smoothed)
     del d_smoothed
@@ -248,6 +258,7 @@ def upsampled_backward(
 
 def contracted_forward(
     source: Tensor,
+    images: Tensor,
     grads: Tensor,
     pos: Tensor,
     neg: Tensor,
@@ -269,7 +280,8 @@ def contracted_forward(
     (memory traffic) on a coarse, wide layer.
 
     Args:
-        source: ``t×w×h×C``: ``φ_a(A)`` of each target's image, channels last.
+        source: ``B×w×h×C``: ``φ_a(A)`` per image, channels last.
+        images: ``t`` long: each target's image.
         grads: ``t×C×h×w`` raw gradients.
         pos, neg: ``g⁺, g⁻`` (0-D or ``1×C×1×1``).
         rows, cols: ``H×h`` and ``W×w`` folded smoothing matrices (:func:`fold_band`).
@@ -284,7 +296,7 @@ def contracted_forward(
     W = resize.grid[1]
     x = phi(grads, pos, neg).to(low)
     z = torch.bmm(_expand(cols.to(low), t), x.view(t, c * h, w).mT)  # t×W×(C·h)
-    spread = source[:, resize.cols].to(low)  # t×W×h×C
+    spread = _spread(source, images, resize).to(low)  # t×W×h×C
     v = torch.bmm(spread.view(t * W, h, c), z.view(t * W, c, h)).to(grads.dtype)
     v = v.view(t, W, h, h)
     gathered = v if resize.factor_h == 1 else v[:, :, resize.rows]  # t×W×H×h
@@ -294,6 +306,7 @@ def contracted_forward(
 def contracted_backward(
     upstream: Tensor,
     source: Tensor,
+    images: Tensor,
     grads: Tensor,
     pos: Tensor,
     neg: Tensor,
@@ -305,7 +318,8 @@ def contracted_backward(
     """Gradients of :func:`contracted_forward` given ``upstream`` (``t×H×W``).
 
     Returns:
-        ``d_source`` (``t×w×h×C``), ``d_x`` (``t×C×h×w``, the gradient of ``φ(grads)``),
+        ``d_source`` (``t×w×h×C``, per target), ``d_x`` (``t×C×h×w``, the gradient of
+        ``φ(grads)``),
         ``d_rows`` (``H×h``), ``d_cols`` (``W×w``).
     """
     low = mm_dtype or grads.dtype
@@ -313,7 +327,7 @@ def contracted_backward(
     W = resize.grid[1]
     x = phi(grads, pos, neg).to(low)
     z = torch.bmm(_expand(cols.to(low), t), x.view(t, c * h, w).mT)  # t×W×(C·h)
-    spread = source[:, resize.cols].to(low).view(t * W, h, c)
+    spread = _spread(source, images, resize).to(low).view(t * W, h, c)
     v = torch.bmm(spread, z.view(t * W, c, h)).to(grads.dtype).view(t, W, h, h)
     d_term = upstream.transpose(1, 2)[..., None]  # t×W×H×1
     gathered = v if resize.factor_h == 1 else v[:, :, resize.rows]  # t×W×H×h
@@ -330,6 +344,7 @@ def contracted_backward(
 
 def chunk_forward(
     weighted: Tensor,
+    images: Tensor,
     grads: Tensor,
     pos: Tensor,
     neg: Tensor,
@@ -340,14 +355,16 @@ def chunk_forward(
     fold: bool,
 ) -> Tensor:
     """One chunk's ``t×H×W`` term: :func:`contracted_forward` when ``fold`` (``weighted`` is then
-    ``t×w×h×C``), else :func:`upsampled_forward` (``weighted`` ``t×C×h×w``)."""
+    ``B×w×h×C``), else :func:`upsampled_forward` (``weighted`` ``B×C×h×w``); ``images`` are the
+    chunk's targets' images."""
     kernel = contracted_forward if fold else upsampled_forward
-    return kernel(weighted, grads, pos, neg, rows, cols, resize, mm_dtype)
+    return kernel(weighted, images, grads, pos, neg, rows, cols, resize, mm_dtype)
 
 
 def chunk_backward(
     upstream: Tensor,
     weighted: Tensor,
+    images: Tensor,
     grads: Tensor,
     pos: Tensor,
     neg: Tensor,
@@ -361,13 +378,13 @@ def chunk_backward(
     """Gradients of one chunk of :func:`chunk_forward` given ``upstream`` (``t×H×W``).
 
     Returns:
-        ``d_weighted`` (``weighted``'s layout), ``d_grads`` (``t×C×h×w``, or ``None`` unless
-        ``need_grads``), ``d_pos`` and ``d_neg`` (shaped like ``pos`` and ``neg``), ``d_rows``,
-        ``d_cols``.
+        ``d_weighted`` (per target, in ``weighted``'s layout), ``d_grads`` (``t×C×h×w``, or
+        ``None`` unless ``need_grads``), ``d_pos`` and ``d_neg`` (shaped like ``pos`` and
+        ``neg``), ``d_rows``, ``d_cols``.
     """
     kernel = contracted_backward if fold else upsampled_backward
     d_weighted, d_x, d_rows, d_cols = kernel(
-        upstream, weighted, grads, pos, neg, rows, cols, resize, mm_dtype
+        upstream, weighted, images, grads, pos, neg, rows, cols, resize, mm_dtype
     )
     # d/dpos of x·where(x > 0, pos, neg) is max(x, 0), d/dneg is min(x, 0) = x − max(x, 0)
     positive = grads.clamp(min=0)
@@ -444,7 +461,8 @@ class LayerTerm(torch.autograd.Function):
         for start in range(0, count, max(step, 1)):
             part = slice(start, start + step)
             out[part] = kernels.forward(
-                source[index[part]],
+                source,
+                index[part],
                 grads[part],
                 pos,
                 neg,
@@ -463,6 +481,9 @@ class LayerTerm(torch.autograd.Function):
     def backward(ctx, upstream: Tensor):  # type: ignore[override]
         source, grads, index, pos, neg, rows, cols = ctx.saved_tensors
         need_grads = ctx.needs_input_grad[1]
+        # per-target gradients of the activations, added onto their images below: targets are
+        # stored image by image, and index_add_ along the first axis is a row-wise add (the
+        # accumulating index_put_ it replaces was ~5% of a step)
         d_source = torch.zeros_like(source)
         d_grads = torch.empty_like(grads) if need_grads else None
         d_pos, d_neg = torch.zeros_like(pos), torch.zeros_like(neg)
@@ -473,7 +494,8 @@ class LayerTerm(torch.autograd.Function):
             images = index[part]
             dw, dg, dp, dn, dr, dc = ctx.kernels.backward(
                 upstream[part],
-                source[images],
+                source,
+                images,
                 grads[part],
                 pos,
                 neg,
@@ -484,7 +506,7 @@ class LayerTerm(torch.autograd.Function):
                 ctx.fold,
                 need_grads,
             )
-            d_source.index_put_((images,), dw, accumulate=True)
+            d_source.index_add_(0, images, dw)
             if d_grads is not None:
                 d_grads[part] = dg
             d_pos += dp

@@ -146,7 +146,9 @@ class TrainConfig(_Section):
     smooths coarse layers on their own grid (float32 rounding differs from the reference's order
     by ~1e-6), ``smooth_dtype`` runs the gradient smoothing's matmuls in half precision (a GPU
     option; ``float32`` keeps reference parity), ``compile`` runs the combiner's per-chunk work
-    through ``torch.compile``.
+    through ``torch.compile``, ``grid_loss`` computes the reference training loss on the
+    combiner's grid instead of on maps resized to the human maps' size (equal up to rounding,
+    :func:`hagxai.losses.hag_losses_upsampled`).
     ``grad_group``: an optimiser step's gradient is the sum, in batch order, of the gradients of
     consecutive groups of ``grad_group`` images of its batch (``None``: the batch is one group);
     under torchrun the processes share the groups, so the step does not depend on the number of
@@ -176,6 +178,7 @@ class TrainConfig(_Section):
     fold_resize: bool = True
     smooth_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     compile: bool = False
+    grid_loss: bool = True
     group_by: str | None = None
 
     @field_validator("group_by")

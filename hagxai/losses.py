@@ -11,8 +11,10 @@ which would poison a batch), and bad fixations raise instead of being dropped wi
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from hagxai.metrics.plausibility import kld
@@ -66,6 +68,149 @@ def hag_losses(maps: Tensor, human_maps: Tensor) -> Tensor:
     _check_pair(maps, human_maps)
     mse = (_float(maps) - _float(human_maps)).pow(2).flatten(1).mean(1)
     return 1 - pcc(maps, human_maps) + mse
+
+
+def upsampling_matrix(n_in: int, n_out: int, *, dtype: torch.dtype, device) -> Tensor:
+    """``n_out×n_in``: one axis of ``F.interpolate(mode="bilinear", align_corners=False)``.
+
+    Made by interpolating the identity's rows with PyTorch itself (1-D ``linear``, the same
+    source-index rule and weights as each axis of the 2-D ``bilinear``), so it is PyTorch's
+    resize, not a copy of its formula.
+    """
+    eye = torch.eye(n_in, dtype=dtype, device=device)[:, None, :]
+    return F.interpolate(eye, size=n_out, mode="linear", align_corners=False)[:, 0, :].T
+
+
+@dataclass(frozen=True)
+class HumanMoments:
+    """What the reference loss needs of human maps ``B×H×W`` when the maps it is compared with
+    are bilinear resizes of ``h×w`` grids (:func:`human_moments`); a batch's rows are cut and
+    joined with :meth:`take` and :meth:`cat`, so a trainer reduces each human map once."""
+
+    projected: Tensor  # B×h×w, the human maps' dtype: U_hᵀ H U_w
+    total: Tensor  # B float64: ΣH
+    variance: Tensor  # B float64: Σ(H − mean H)²
+    varies: Tensor  # B bool: H is not exactly constant
+    size: tuple[int, int]  # (H, W)
+
+    def take(self, index: int | slice) -> HumanMoments:
+        """The rows ``index`` (an int keeps a batch axis of one)."""
+        if isinstance(index, int):
+            index = slice(index, index + 1)
+        return HumanMoments(
+            self.projected[index], self.total[index], self.variance[index], self.varies[index],
+            self.size,
+        )  # fmt: skip
+
+    @staticmethod
+    def cat(parts: Sequence[HumanMoments]) -> HumanMoments:
+        """Rows of several moments (of one size) in order."""
+        sizes = {p.size for p in parts}
+        if len(sizes) != 1:
+            raise ValueError(f"human maps of different sizes {sorted(sizes)} in one batch")
+        return HumanMoments(
+            torch.cat([p.projected for p in parts]),
+            torch.cat([p.total for p in parts]),
+            torch.cat([p.variance for p in parts]),
+            torch.cat([p.varies for p in parts]),
+            parts[0].size,
+        )
+
+    def to(self, device, non_blocking: bool = False) -> HumanMoments:
+        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
+        return HumanMoments(
+            move(self.projected), move(self.total), move(self.variance), move(self.varies),
+            self.size,
+        )  # fmt: skip
+
+
+@torch.no_grad()
+def human_moments(human_maps: Tensor, grid: tuple[int, int]) -> HumanMoments:
+    """Reduce human maps ``B×H×W`` for :func:`hag_losses_on_grid` with maps on ``grid``.
+
+    The projection ``U_hᵀ H U_w`` is computed in the maps' precision (float32: a sum of ~100
+    products per entry), the sums in float64.
+    """
+    if human_maps.dim() != 3:
+        raise ValueError(f"human maps {tuple(human_maps.shape)} must be B×H×W")
+    human = _float(human_maps)
+    (h, w), (H, W) = grid, human.shape[-2:]
+    rows = upsampling_matrix(h, H, dtype=human.dtype, device=human.device)
+    cols = upsampling_matrix(w, W, dtype=human.dtype, device=human.device)
+    projected = rows.T @ (human.reshape(-1, W) @ cols).view(len(human), H, w)
+    total = human.sum((1, 2), dtype=torch.float64)
+    centred = human - (total / (H * W)).to(human.dtype)[:, None, None]
+    variance = (centred * centred).sum((1, 2), dtype=torch.float64)
+    low, high = torch.aminmax(human.flatten(1), dim=1)
+    return HumanMoments(projected, total, variance, high > low, (int(H), int(W)))
+
+
+def hag_losses_on_grid(grid_maps: Tensor, human: HumanMoments) -> Tensor:
+    """:func:`hag_losses` of ``grid_maps`` bilinearly resized to the human maps' size, from the
+    human maps' :func:`human_moments`, without making the resized maps.
+
+    Why: on a coarse grid (60×80) and human maps of 600×800, the resize, the loss and their
+    backward touch 100× more numbers than the combiner's output, every step, for human maps
+    that never change. A bilinear resize is linear, ``S↑ = U_h S U_wᵀ``, and both halves of
+    the loss need only four sums of ``S↑``: ``ΣS↑ = u_hᵀ S u_w`` (``u = Uᵀ1``), ``Σ S↑·H =
+    ⟨S, U_hᵀ H U_w⟩``, ``Σ S↑² = ⟨S, (U_hᵀU_h) S (U_wᵀU_w)⟩``, and the human maps' own sums.
+    The map side is a few ``h×w`` products in float64, so the differences of large sums lose
+    nothing (in float32 the full-size path rounds as much). Equal to ``hag_losses(
+    F.interpolate(grid_maps[:, None], (H, W), mode="bilinear")[:, 0], human_maps)`` up to
+    rounding, with :func:`pcc`'s rule that an exactly constant map has PCC 0.
+
+    Args:
+        grid_maps: ``B×h×w`` maps (:meth:`hagxai.combiner.HAGCombiner.grid_maps`).
+        human: the ``B`` human maps' moments on the same grid.
+
+    Returns:
+        ``B`` losses in ``grid_maps``' dtype.
+    """
+    if grid_maps.dim() != 3 or tuple(human.projected.shape) != tuple(grid_maps.shape):
+        raise ValueError(
+            f"grid maps {tuple(grid_maps.shape)} and human moments "
+            f"{tuple(human.projected.shape)} must both be B×h×w"
+        )
+    f64 = torch.float64
+    (h, w), (H, W) = grid_maps.shape[-2:], human.size
+    rows = upsampling_matrix(h, H, dtype=f64, device=grid_maps.device)
+    cols = upsampling_matrix(w, W, dtype=f64, device=grid_maps.device)
+    count = H * W
+    s = grid_maps.to(f64)
+    map_sum = torch.einsum("bij,i,j->b", s, rows.sum(0), cols.sum(0))
+    map_sq = ((rows.T @ rows) @ s @ (cols.T @ cols) * s).sum((1, 2))
+    cross = (s * human.projected.to(f64)).sum((1, 2))
+    human_sq = human.variance + human.total * human.total / count  # ΣH²
+    map_var = map_sq - map_sum * map_sum / count
+    covariance = cross - map_sum * human.total / count
+    product = map_var * human.variance
+    # exactly constant maps (their resize is constant too) by their values, not by a variance
+    # that rounding leaves at ±1e-17: PCC 0 there, as in pcc()
+    flat = grid_maps.detach().flatten(1)
+    defined = (flat.amax(1) > flat.amin(1)) & human.varies & (product > 0)
+    correlation = torch.where(
+        defined, covariance / torch.sqrt(torch.where(defined, product, 1.0)), 0.0
+    )
+    mse = (map_sq - 2 * cross + human_sq) / count
+    return (1 - correlation + mse).to(grid_maps.dtype)
+
+
+def hag_losses_upsampled(grid_maps: Tensor, human_maps: Tensor) -> Tensor:
+    """:func:`hag_losses_on_grid` with the human maps' moments computed here.
+
+    Args:
+        grid_maps: ``B×h×w``.
+        human_maps: ``B×H×W``.
+
+    Returns:
+        ``B`` losses.
+    """
+    if grid_maps.dim() != 3 or human_maps.dim() != 3 or len(grid_maps) != len(human_maps):
+        raise ValueError(
+            f"grid maps {tuple(grid_maps.shape)} and human maps {tuple(human_maps.shape)} must be "
+            "B×h×w and B×H×W"
+        )
+    return hag_losses_on_grid(grid_maps, human_moments(human_maps, tuple(grid_maps.shape[-2:])))
 
 
 def hag_loss(maps: Tensor, human_maps: Tensor) -> Tensor:

@@ -211,3 +211,12 @@ def test_autocast_computes_in_float32() -> None:
     exact = combiner(half.to("cpu", torch.float32), (16, 20))
     assert torch.equal(got, exact)
     assert (got - expected).abs().max() < 0.05
+
+
+def test_forward_is_the_grid_maps_resized() -> None:
+    evidence = make_evidence({"a": (3, 8, 10), "b": (2, 4, 5)}, [0, 1, 1], num_images=2)
+    combiner = HAGCombiner(["a", "b"])
+    grid = combiner.grid_maps(evidence)
+    assert grid.shape == (2, 8, 10)
+    resized = F.interpolate(grid[:, None], size=(17, 23), mode="bilinear", align_corners=False)
+    assert torch.equal(combiner(evidence, (17, 23)), resized[:, 0])

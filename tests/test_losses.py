@@ -5,8 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
-from hagxai.losses import hag_loss, kl_loss, nss_loss, pcc
+from hagxai.losses import (
+    hag_loss,
+    hag_losses,
+    hag_losses_upsampled,
+    kl_loss,
+    nss_loss,
+    pcc,
+    upsampling_matrix,
+)
 from hagxai.metrics.plausibility import kld, nss
 
 
@@ -65,3 +74,36 @@ def test_losses_follow_the_metrics_conventions() -> None:
         -float(nss(maps, fixations).mean()), rel=1e-12
     )
     assert float(kl_loss(maps, human)) == pytest.approx(float(kld(maps, human).mean()), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("grid", "size"), [((6, 8), (60, 80)), ((7, 9), (13, 50)), ((5, 5), (5, 5)), ((16, 20), (9, 7))]
+)
+def test_the_grid_loss_is_the_loss_of_the_resized_maps(grid, size) -> None:
+    generator = torch.Generator().manual_seed(3)
+    f64 = torch.float64
+    maps = torch.rand(4, *grid, generator=generator, dtype=f64)
+    maps[2] = 0.0  # an image without targets: constant, PCC 0 by pcc()'s rule
+    maps.requires_grad_(True)
+    human = torch.rand(4, *size, generator=generator, dtype=f64) ** 4
+    resized = F.interpolate(maps[:, None], size=size, mode="bilinear", align_corners=False)[:, 0]
+    expected = hag_losses(resized, human)
+    found = hag_losses_upsampled(maps, human)
+    torch.testing.assert_close(found, expected, rtol=1e-12, atol=1e-12)
+    (want,) = torch.autograd.grad(expected.sum(), maps)
+    (got,) = torch.autograd.grad(found.sum(), maps)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    # float32 in, float32 out, within float32 rounding of the float64 value
+    single = hag_losses_upsampled(maps.detach().float(), human.float())
+    assert single.dtype == torch.float32
+    torch.testing.assert_close(single.double(), expected.detach(), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="B×h×w and B×H×W"):
+        hag_losses_upsampled(maps[0], human)
+
+
+def test_the_upsampling_matrix_is_pytorchs_bilinear_resize() -> None:
+    x = torch.rand(2, 1, 7, 11, dtype=torch.float64)
+    rows = upsampling_matrix(7, 30, dtype=torch.float64, device="cpu")
+    cols = upsampling_matrix(11, 4, dtype=torch.float64, device="cpu")
+    expected = F.interpolate(x, size=(30, 4), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(rows @ x @ cols.T, expected, rtol=1e-13, atol=1e-13)

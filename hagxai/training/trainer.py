@@ -72,7 +72,15 @@ from hagxai.distributed import (
 from hagxai.errors import ConfigError
 from hagxai.evaluation import faithfulness
 from hagxai.explainers import Explainer
-from hagxai.losses import hag_loss, hag_losses, kl_loss, nss_loss
+from hagxai.losses import (
+    HumanMoments,
+    hag_loss,
+    hag_losses,
+    hag_losses_on_grid,
+    human_moments,
+    kl_loss,
+    nss_loss,
+)
 from hagxai.metrics import MetricWarning
 from hagxai.models import ModelAdapter, Targets
 from hagxai.training.checkpoint import (
@@ -221,6 +229,7 @@ class Trainer:
         self.progress = progress
         # cache position -> index into the human data
         self.slot = {position: i for i, position in enumerate(human.keep)}
+        self._moments: dict[tuple[int, tuple[int, int]], HumanMoments] = {}
 
     # -- one batch, one epoch ----------------------------------------------------------------
 
@@ -264,6 +273,43 @@ class Trainer:
         loss_fn = kl_loss if kind == "kl" else hag_loss
         return batch_loss(loss_fn, maps, [self.human.maps[s] for s in slots])
 
+    def _combiner_loss(self, combiner: HAGCombiner, positions: list[int]) -> torch.Tensor:
+        """The training loss of ``combiner`` on ``positions`` (a mean over the images).
+
+        The reference loss of maps that go straight to one human-map size (no letterbox frame)
+        is computed on the combiner's grid (:func:`hagxai.losses.hag_losses_on_grid`, equal
+        up to rounding, with each human map reduced once per run); ``train.grid_loss: false``,
+        another loss or framed maps take the full-size path.
+        """
+        slots = [self.slot[p] for p in positions]
+        human = [self.human.maps[s] for s in slots]
+        on_grid = (
+            self.train.grid_loss
+            and self.cfg.combiner.loss == "hag"
+            and all(self.human.frames[s] is None for s in slots)
+            and len({tuple(m.shape) for m in human}) == 1
+        )
+        if not on_grid:
+            maps = self._maps(lambda e, s: combiner(e, s, validate=False), positions)
+            return self._loss(maps, positions)
+        evidence = self.cache.evidence(positions, device=self.device)
+        amp = self.train.amp and self.device.type == "cuda"
+        with torch.autocast(self.device.type, enabled=amp):
+            grid = combiner.grid_maps(evidence, validate=False)
+        moments = self._human_moments(slots, (int(grid.shape[-2]), int(grid.shape[-1])))
+        return hag_losses_on_grid(grid, moments).mean()
+
+    def _human_moments(self, slots: list[int], grid: tuple[int, int]) -> HumanMoments:
+        """The human maps of ``slots`` reduced for the grid loss, each once per run (they never
+        change), on the device."""
+        missing = [s for s in dict.fromkeys(slots) if (s, grid) not in self._moments]
+        if missing:
+            maps = torch.stack([self.human.maps[s] for s in missing]).to(self.device)
+            reduced = human_moments(maps, grid)
+            for row, slot in enumerate(missing):
+                self._moments[(slot, grid)] = reduced.take(row)
+        return HumanMoments.cat([self._moments[(s, grid)] for s in slots])
+
     @torch.no_grad()
     def _search_init(self, combiner: HAGCombiner, positions: list[int]) -> None:
         """Set both kernel widths to the pair from ``init_widths`` with the lowest training loss
@@ -272,7 +318,6 @@ class Trainer:
         widths = self.cfg.combiner.init_widths
         stride = math.ceil(len(positions) / self.cfg.combiner.init_images)
         positions = positions[::stride]
-        explain = lambda e, s: combiner(e, s, validate=False)  # noqa: E731
         size = self.train.batch_size
         best: tuple[float, float, float] | None = None
         for grad_s in widths:
@@ -282,7 +327,7 @@ class Trainer:
                 total = 0.0
                 for start in range(0, len(positions), size):
                     batch = positions[start : start + size]
-                    total += float(self._loss(self._maps(explain, batch), batch)) * len(batch)
+                    total += float(self._combiner_loss(combiner, batch)) * len(batch)
                 if best is None or total < best[0]:
                     best = (total, grad_s, map_s)
         assert best is not None
@@ -339,8 +384,7 @@ class Trainer:
         """One group's part of a step: its images' share of the batch mean loss
         (``len(group) / batch`` of their mean) and its gradient in ``params``, flat, followed by
         that loss. A group is computed by the same code whichever rank takes it."""
-        maps = self._maps(lambda e, s: combiner(e, s, validate=False), group)
-        loss = self._loss(maps, group)
+        loss = self._combiner_loss(combiner, group)
         if len(group) != batch:
             loss = loss * (len(group) / batch)
         grads = torch.autograd.grad(loss, params, allow_unused=True)

@@ -169,9 +169,20 @@ def test_a_step_gradient_is_the_sum_of_its_groups_gradients(tiny, tmp_path):
     combiner = trainer._build_combiner()
     params = list(combiner.parameters())
     batch = human.keep[:8]
-    loss = trainer._loss(trainer._maps(lambda e, s: combiner(e, s, validate=False), batch), batch)
+    loss = trainer._combiner_loss(combiner, batch)
     grads = torch.autograd.grad(loss, params)
     whole = torch.cat([*(g.reshape(-1) for g in grads), loss.detach().reshape(1)])
+    # the loss on the combiner's grid (the default) is the loss of the full-size maps
+    full = trainer._loss(trainer._maps(lambda e, s: combiner(e, s, validate=False), batch), batch)
+    trainer.train = trainer.train.model_copy(update={"grid_loss": False})
+    assert torch.equal(trainer._combiner_loss(combiner, batch), full)
+    trainer.train = trainer.train.model_copy(update={"grid_loss": True})
+    assert float(abs(loss.detach() - full.detach())) < 1e-6
+    full_flat = torch.cat([g.reshape(-1) for g in torch.autograd.grad(full, params)])
+    # map_amp's gradient nearly cancels (rounding noise on either path): an absolute bound
+    torch.testing.assert_close(
+        whole[:-1], full_flat, rtol=1e-4, atol=1e-5 * float(full_flat.abs().max())
+    )
     # one group is the one-pass step exactly; groups of 3, 3 and 2 images, each weighted as its
     # share of the batch mean, add up to it (up to float order)
     assert torch.equal(trainer._group_gradient(combiner, params, batch, len(batch)), whole)
