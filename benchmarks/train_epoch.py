@@ -148,8 +148,11 @@ def training_step(
     maps resized to the human maps' size."""
     optimiser = torch.optim.Adam(combiner.parameters(), lr=1e-4)
     size = tuple(human.shape[-2:])
-    grid = max((tuple(a.shape[-2:]) for a in evidence.acts.values()), key=lambda s: s[0] * s[1])
-    moments = human_moments(human, grid) if grid_loss else None
+    moments = None
+    if grid_loss:  # the human maps reduced on the combiner's own grid, as the trainer does
+        with torch.no_grad():
+            grid = tuple(combiner.grid_maps(evidence, validate=False).shape[-2:])
+        moments = human_moments(human, grid)
 
     def step() -> None:
         optimiser.zero_grad(set_to_none=True)

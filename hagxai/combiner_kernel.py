@@ -319,8 +319,7 @@ def contracted_backward(
 
     Returns:
         ``d_source`` (``t×w×h×C``, per target), ``d_x`` (``t×C×h×w``, the gradient of
-        ``φ(grads)``),
-        ``d_rows`` (``H×h``), ``d_cols`` (``W×w``).
+        ``φ(grads)``), ``d_rows`` (``H×h``), ``d_cols`` (``W×w``).
     """
     low = mm_dtype or grads.dtype
     t, c, h, w = grads.shape

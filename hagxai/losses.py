@@ -93,10 +93,9 @@ class HumanMoments:
     varies: Tensor  # B bool: H is not exactly constant
     size: tuple[int, int]  # (H, W)
 
-    def take(self, index: int | slice) -> HumanMoments:
-        """The rows ``index`` (an int keeps a batch axis of one)."""
-        if isinstance(index, int):
-            index = slice(index, index + 1)
+    def take(self, row: int) -> HumanMoments:
+        """Row ``row`` alone (keeping a batch axis of one)."""
+        index = slice(row, row + 1)
         return HumanMoments(
             self.projected[index], self.total[index], self.variance[index], self.varies[index],
             self.size,
@@ -115,13 +114,6 @@ class HumanMoments:
             torch.cat([p.varies for p in parts]),
             parts[0].size,
         )
-
-    def to(self, device, non_blocking: bool = False) -> HumanMoments:
-        move = lambda t: t.to(device, non_blocking=non_blocking)  # noqa: E731
-        return HumanMoments(
-            move(self.projected), move(self.total), move(self.variance), move(self.varies),
-            self.size,
-        )  # fmt: skip
 
 
 @torch.no_grad()

@@ -94,6 +94,12 @@ def load_human_data(source: EvidenceSource, samples: Sequence[Sample]) -> HumanD
     return HumanData(maps, fixations, frames, keep, skipped)
 
 
+def goes_direct(sizes: Sequence[tuple[int, ...]], frames: Sequence[Frame | None]) -> bool:
+    """Whether :func:`render` resizes a batch's maps straight to one size (no letterbox frame,
+    one human-map size), so that a map is the explainer's output at that size."""
+    return all(f is None for f in frames) and len(set(sizes)) == 1
+
+
 def render(
     explain,
     evidence,
@@ -112,8 +118,7 @@ def render(
     Returns:
         ``B`` maps ``H_i×W_i``, differentiable in a combiner's parameters.
     """
-    direct = all(f is None for f in frames) and len(set(sizes)) == 1
-    if direct:
+    if goes_direct(sizes, frames):
         return list(explain(evidence, sizes[0]))
     on_input = explain(evidence, evidence.input_size)
     out = []

@@ -90,7 +90,7 @@ from hagxai.training.checkpoint import (
     restore_optimizer,
     save_checkpoint,
 )
-from hagxai.training.data import HumanData, batch_loss, grouped, render
+from hagxai.training.data import HumanData, batch_loss, goes_direct, grouped, render
 from hagxai.training.metrics import FAITH, LOSS, NAMES, VALIDATION, better
 from hagxai.training.state import Best, FoldTensors, RunState
 
@@ -238,9 +238,13 @@ class Trainer:
         slots = [self.slot[p] for p in positions]
         sizes = [tuple(self.human.maps[s].shape) for s in slots]
         frames = [self.human.frames[s] for s in slots]
-        amp = self.train.amp and self.device.type == "cuda"
-        with torch.autocast(self.device.type, enabled=amp):
+        with self._autocast():
             return render(explain, evidence, sizes, frames)
+
+    def _autocast(self) -> torch.autocast:
+        """Mixed precision for the evidence pass where it is safe: on CUDA with ``train.amp``."""
+        cuda = self.device.type == "cuda"
+        return torch.autocast(self.device.type, enabled=self.train.amp and cuda)
 
     def _build_combiner(self) -> HAGCombiner:
         """A fresh combiner with the ``combiner`` section's extensions, on the device."""
@@ -282,19 +286,17 @@ class Trainer:
         another loss or framed maps take the full-size path.
         """
         slots = [self.slot[p] for p in positions]
-        human = [self.human.maps[s] for s in slots]
+        sizes = [tuple(self.human.maps[s].shape) for s in slots]
         on_grid = (
             self.train.grid_loss
             and self.cfg.combiner.loss == "hag"
-            and all(self.human.frames[s] is None for s in slots)
-            and len({tuple(m.shape) for m in human}) == 1
+            and goes_direct(sizes, [self.human.frames[s] for s in slots])
         )
         if not on_grid:
             maps = self._maps(lambda e, s: combiner(e, s, validate=False), positions)
             return self._loss(maps, positions)
         evidence = self.cache.evidence(positions, device=self.device)
-        amp = self.train.amp and self.device.type == "cuda"
-        with torch.autocast(self.device.type, enabled=amp):
+        with self._autocast():
             grid = combiner.grid_maps(evidence, validate=False)
         moments = self._human_moments(slots, (int(grid.shape[-2]), int(grid.shape[-1])))
         return hag_losses_on_grid(grid, moments).mean()
